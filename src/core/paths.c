@@ -1,0 +1,153 @@
+/* paths.c - data root resolution, directory creation, durable writes. */
+#include "core/paths.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum dm_status paths_root(const char *cli_root, char *out, size_t cap,
+                          struct dm_err *err)
+{
+	const char *env = getenv("DEVMAIL_ROOT");
+	int n;
+
+	if (cli_root && *cli_root)
+		n = snprintf(out, cap, "%s", cli_root);
+	else if (env && *env)
+		n = snprintf(out, cap, "%s", env);
+	else if (geteuid() == 0)
+		n = snprintf(out, cap, "/var/lib/devmail");
+	else {
+		const char *xdg = getenv("XDG_STATE_HOME");
+		const char *home = getenv("HOME");
+		if (xdg && *xdg)
+			n = snprintf(out, cap, "%s/devmail", xdg);
+		else if (home && *home)
+			n = snprintf(out, cap, "%s/.local/state/devmail", home);
+		else
+			return dm_err_set(err, DM_ECONFIG,
+			    "no data root: use --root DIR or set DEVMAIL_ROOT");
+	}
+	if (n < 0 || (size_t)n >= cap)
+		return dm_err_set(err, DM_EINVAL, "data root path too long");
+	/* Trailing slashes make joined paths ugly; keep "/" itself. */
+	while (n > 1 && out[n - 1] == '/')
+		out[--n] = '\0';
+	return DM_OK;
+}
+
+enum dm_status paths_join(const char *root, const char *rel, char *out,
+                          size_t cap, struct dm_err *err)
+{
+	int n = snprintf(out, cap, "%s/%s", root, rel);
+	if (n < 0 || (size_t)n >= cap)
+		return dm_err_set(err, DM_EINVAL, "path too long: %s/%s", root, rel);
+	return DM_OK;
+}
+
+enum dm_status paths_mkdirs(const char *dir, unsigned mode, struct dm_err *err)
+{
+	char buf[DM_PATH_MAX];
+	size_t len = strlen(dir);
+
+	if (len == 0 || len >= sizeof(buf))
+		return dm_err_set(err, DM_EINVAL, "bad directory path '%s'", dir);
+	memcpy(buf, dir, len + 1);
+	for (char *p = buf + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+			*p = '\0';
+			if (mkdir(buf, mode) != 0 && errno != EEXIST)
+				return dm_err_set(err, DM_EIO, "cannot create %s: %s",
+				                  buf, strerror(errno));
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	struct stat st;
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		return dm_err_set(err, DM_EIO, "%s is not a directory", dir);
+	return DM_OK;
+}
+
+enum dm_status paths_ensure(const char *root, struct dm_err *err)
+{
+	static const char *const subdirs[] = { "", "spool", "log", "tls" };
+	char path[DM_PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+		enum dm_status st = paths_join(root, subdirs[i], path, sizeof(path), err);
+		if (st)
+			return st;
+		st = paths_mkdirs(path, 0700, err);
+		if (st)
+			return st;
+	}
+	return DM_OK;
+}
+
+enum dm_status paths_fsync_dir(const char *dir, struct dm_err *err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return dm_err_set(err, DM_EIO, "cannot open %s: %s", dir, strerror(errno));
+	int rc = fsync(fd);
+	int e = errno;
+	close(fd);
+	if (rc != 0)
+		return dm_err_set(err, DM_EIO, "fsync %s: %s", dir, strerror(e));
+	return DM_OK;
+}
+
+enum dm_status paths_write_atomic(const char *path, const void *data,
+                                  size_t len, unsigned mode,
+                                  struct dm_err *err)
+{
+	char tmp[DM_PATH_MAX], dir[DM_PATH_MAX];
+	const char *p = data;
+	int fd;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+		return dm_err_set(err, DM_EINVAL, "path too long: %s", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return dm_err_set(err, DM_EIO, "cannot create %s: %s", tmp, strerror(errno));
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			close(fd);
+			unlink(tmp);
+			return dm_err_set(err, DM_EIO, "cannot write %s: %s", tmp, strerror(e));
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		int e = errno;
+		unlink(tmp);
+		return dm_err_set(err, DM_EIO, "cannot sync %s: %s", tmp, strerror(e));
+	}
+	if (rename(tmp, path) != 0) {
+		int e = errno;
+		unlink(tmp);
+		return dm_err_set(err, DM_EIO, "cannot rename to %s: %s", path, strerror(e));
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash == dir)
+		dir[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	return paths_fsync_dir(dir, err);
+}

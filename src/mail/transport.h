@@ -1,0 +1,106 @@
+/*
+ * transport.h - the byte pipe under an SMTP session: plain TCP or TLS.
+ *
+ * One handle; STARTTLS upgrades the same handle in place.  Read and write
+ * sites never ask "is this TLS?": the handle dispatches through a table of
+ * operations (connect, start_tls, read, write, close) with a plain and a TLS
+ * implementation.  GnuTLS is named only in transport_tls.c.
+ *
+ * Writes are buffered and coalesced into whole TLS records (up to 16 KiB):
+ * transport_write() only appends; transport_flush() sends.  TCP_NODELAY is
+ * on, and TCP_QUICKACK is re-armed after each read on Linux.
+ */
+#ifndef DEVMAIL_MAIL_TRANSPORT_H
+#define DEVMAIL_MAIL_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include "core/err.h"
+
+struct transport;
+
+struct transport_settings {
+	const char *host;          /* name or address; also SNI and verify name */
+	unsigned port;
+	int timeout_ms;            /* connect, handshake, each read/flush; <=0: 60 s */
+	bool verify;               /* verify chain + host name (default true) */
+	const char *cafile;        /* extra trust anchors (PEM) or NULL */
+	const char *fingerprint;   /* SHA-256 pin, 64 hex digits (colons ok), or NULL */
+	bool system_trust;         /* also trust the system store (default true) */
+};
+
+/* What was negotiated, filled after a successful handshake. */
+struct transport_tls_info {
+	bool active;               /* TLS is on */
+	char version[16];          /* "TLS1.3" */
+	char cipher[96];           /* "AES-256-GCM" or the suite name */
+	bool verified;             /* chain + host name verified (or pin matched) */
+	bool pinned;               /* the SHA-256 pin matched */
+	char verify_error[256];    /* why verification failed, "" when verified */
+	char subject[256];         /* peer certificate subject DN */
+	char fingerprint[96];      /* peer certificate SHA-256, lowercase hex with colons */
+};
+
+/* Resolves host (getaddrinfo, IPv6 and IPv4), tries each address in turn with
+ * the connect timeout, returns a plain handle.  Errors: DM_ENET, DM_ETIMEOUT,
+ * DM_ENOMEM. */
+enum dm_status transport_connect(const struct transport_settings *s,
+                                 struct transport **out, struct dm_err *err);
+
+/* Wraps an already connected socket (tests, socketpair).  Takes ownership of
+ * fd.  Errors: DM_ENOMEM. */
+enum dm_status transport_from_fd(int fd, const struct transport_settings *s,
+                                 struct transport **out, struct dm_err *err);
+
+/* Performs the TLS client handshake on the handle (implicit TLS right after
+ * connect, or after the 220 reply to STARTTLS).  Fails with DM_EPROTO if
+ * bytes the peer sent are still unread in the plain buffer (STARTTLS
+ * response injection).  Verification failure: DM_ETLS with the reason.
+ * Errors: DM_ETLS, DM_ETIMEOUT, DM_ENET, DM_EPROTO. */
+enum dm_status transport_start_tls(struct transport *t, struct dm_err *err);
+
+/* Reads up to cap bytes, waiting at most the timeout.  Returns the count
+ * (> 0) in *got; *got == 0 means the peer closed.
+ * Errors: DM_ETIMEOUT, DM_ENET, DM_ETLS. */
+enum dm_status transport_read(struct transport *t, void *buf, size_t cap,
+                              size_t *got, struct dm_err *err);
+
+/* Appends to the output buffer, sending whole records when it fills.
+ * Errors: DM_ENET, DM_ETIMEOUT, DM_ETLS. */
+enum dm_status transport_write(struct transport *t, const void *buf,
+                               size_t len, struct dm_err *err);
+
+/* Sends everything buffered.  Errors: DM_ENET, DM_ETIMEOUT, DM_ETLS. */
+enum dm_status transport_flush(struct transport *t, struct dm_err *err);
+
+/* Data received but not yet consumed by the session lives in the session's
+ * own buffer; the session tells the transport how many bytes it still holds
+ * so transport_start_tls() can refuse to upgrade over injected bytes. */
+
+/* TLS details (active == false on a plain connection).  Never NULL. */
+const struct transport_tls_info *transport_tls_info(const struct transport *t);
+
+/* tls-unique / tls-exporter channel binding data for SCRAM-*-PLUS, written
+ * into out[cap], *len set.  `type` is "tls-unique" or "tls-exporter".
+ * Errors: DM_ENOTFOUND when not available (plain, or TLS 1.3 tls-unique). */
+enum dm_status transport_channel_binding(struct transport *t, const char *type,
+                                         unsigned char *out, size_t cap,
+                                         size_t *len, struct dm_err *err);
+
+/* Counts for tests and the benchmark: send calls made, bytes sent. */
+struct transport_stats {
+	unsigned long writes;      /* send()/record writes issued */
+	unsigned long flushes;     /* flights sent */
+	unsigned long bytes_out;
+	unsigned long bytes_in;
+};
+const struct transport_stats *transport_stats(const struct transport *t);
+
+/* The socket fd (for poll in callers); -1 when closed. */
+int transport_fd(const struct transport *t);
+
+/* Sends close_notify when TLS is active, closes the socket, frees. NULL ok. */
+void transport_close(struct transport *t);
+
+#endif
