@@ -1,0 +1,182 @@
+/*
+ * smtp.h - SMTP submission client (RFC 5321) with STARTTLS (RFC 3207),
+ * implicit TLS (RFC 8314), AUTH (RFC 4954), PIPELINING (RFC 2920), SIZE
+ * (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531) and enhanced status
+ * codes (RFC 3463).
+ *
+ * One opaque handle per connection.  smtp_client_open() connects, reads the
+ * greeting, says EHLO, upgrades to TLS, authenticates; smtp_client_send()
+ * delivers a batch of messages over that connection (pipelined when the
+ * server offers PIPELINING); smtp_client_close() says QUIT and frees.
+ *
+ * Policy (see smtp.c): AUTH is never sent in clear unless
+ * allow_plaintext_auth; credentials set but AUTH not offered is an error;
+ * RequireTLS fails before any MAIL when TLS cannot be had; bytes after the
+ * 220 reply to STARTTLS abort the session.
+ */
+#ifndef DEVMAIL_MAIL_SMTP_H
+#define DEVMAIL_MAIL_SMTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "core/err.h"
+#include "mail/source.h"
+#include "mail/transport.h"
+
+/* Transcript directions. */
+enum smtp_dir {
+	SMTP_DIR_CLIENT,   /* a command line we sent (AUTH payloads redacted) */
+	SMTP_DIR_SERVER,   /* one reply line received */
+	SMTP_DIR_INFO,     /* an engine note: state transition, TLS, policy */
+};
+
+/* Called once per line, without CRLF.  `line` is only valid during the call. */
+typedef void (*smtp_transcript_fn)(void *ctx, enum smtp_dir dir,
+                                   const char *line);
+
+/* All strings are caller-owned and need only live during the call that
+ * takes the settings (smtp_client_open*): the engine keeps copies of what
+ * it needs later, never of the password or token (its SASL copies are
+ * wiped when AUTH ends). */
+struct smtp_settings {
+	const char *host;            /* server name or address (required) */
+	unsigned port;               /* 0: 465 when smtps, else 25 */
+	bool smtps;                  /* implicit TLS from the first byte (RFC 8314) */
+	bool starttls;               /* upgrade with STARTTLS when offered */
+	bool require_tls;            /* never send MAIL over a clear connection */
+	bool verify;                 /* verify chain + host name */
+	const char *cafile;          /* extra trust anchors or NULL */
+	const char *fingerprint;     /* SHA-256 pin or NULL */
+	int timeout_ms;              /* per step; <= 0: 60 s */
+	const char *helo_name;       /* EHLO argument; NULL/"": "localhost" */
+	const char *username;        /* AUTH identity, NULL/"": no AUTH */
+	const char *password;        /* secret, NULL/"" when none */
+	const char *oauth_token;     /* OAuth 2 bearer token for XOAUTH2 or NULL */
+	const char *mechanism;       /* NULL, "" or "auto", or a SASL name */
+	bool allow_plaintext_auth;   /* operator override: AUTH without TLS */
+	smtp_transcript_fn transcript; /* or NULL */
+	void *transcript_ctx;
+};
+
+/* One message of a batch.  Addresses are bare addr-specs (no <>); CR, LF,
+ * '<', '>' and other controls are refused with DM_EINVAL before anything
+ * is sent for that message. */
+struct smtp_envelope {
+	const char *from;            /* "" allowed: null reverse-path <> */
+	const char *const *rcpt;     /* nrcpt addresses */
+	size_t nrcpt;                /* 1..SMTP_MAX_RCPT */
+	struct mail_source body;     /* CRLF message, not dot-stuffed */
+	size_t size;                 /* size estimate for SIZE=, 0: unknown */
+	bool needs_8bit;             /* body has 8-bit data: BODY=8BITMIME */
+	bool needs_smtputf8;         /* UTF-8 addresses/headers: SMTPUTF8 */
+};
+
+#define SMTP_MAX_RCPT 100
+#define SMTP_TEXT_MAX 512
+
+struct smtp_rcpt_result {
+	int code;                    /* RCPT reply code, 0: not attempted */
+	char enhanced[16];
+	char text[256];
+};
+
+struct smtp_result {
+	enum dm_status status;       /* DM_OK: accepted by the server */
+	int code;                    /* the deciding reply code, 0: none */
+	char enhanced[16];           /* its enhanced status code or "" */
+	char text[SMTP_TEXT_MAX];    /* its text (first line) or "" */
+	char diag[DM_ERR_TEXT];      /* our diagnosis when status != DM_OK */
+	size_t nrcpt;
+	size_t accepted;             /* recipients the server accepted */
+	struct smtp_rcpt_result rcpt[SMTP_MAX_RCPT];
+};
+
+enum smtp_tls_mode {
+	SMTP_TLS_NONE,
+	SMTP_TLS_STARTTLS,
+	SMTP_TLS_SMTPS,
+};
+
+/* What was negotiated; valid until smtp_client_close(). */
+struct smtp_info {
+	char host[256];
+	unsigned port;
+	enum smtp_tls_mode tls_mode;
+	struct transport_tls_info tls; /* tls.active false on a clear link */
+	char mechanism[32];          /* SASL mechanism used, "" when no AUTH */
+	bool esmtp;                  /* EHLO accepted (false: HELO) */
+	bool pipelining, eightbitmime, smtputf8, enhancedstatuscodes;
+	bool starttls_offered;
+	unsigned long size_max;      /* SIZE limit, 0: none announced */
+	char auth_offered[256];      /* AUTH mechanisms, space separated */
+};
+
+struct smtp_client;
+
+/* Connects (transport_connect, or TLS at once when smtps), then greeting,
+ * EHLO/HELO, STARTTLS, AUTH.  On success *out is a ready session.
+ * Errors: DM_ECONFIG (bad settings, e.g. RequireTLS with TLS disabled),
+ * DM_ENET, DM_ETIMEOUT, DM_ETLS (handshake, verification, RequireTLS and no
+ * TLS offered), DM_EPROTO (garbage reply, STARTTLS response injection),
+ * DM_EAUTH (refused, impossible, or would be sent in clear),
+ * DM_ETEMPFAIL/DM_EPERMFAIL (greeting or EHLO refused), DM_ENOMEM.
+ * err carries our diagnosis and the server's code/enhanced/text. */
+enum dm_status smtp_client_open(const struct smtp_settings *s,
+                                struct smtp_client **out, struct dm_err *err);
+
+/* Same on an already connected transport (tests, socketpair).  Takes
+ * ownership of t, also on failure.  s->host/port only name the peer. */
+enum dm_status smtp_client_open_transport(const struct smtp_settings *s,
+                                          struct transport *t,
+                                          struct smtp_client **out,
+                                          struct dm_err *err);
+
+/* Send QUIT together with the last message's final dot (PIPELINING) or
+ * right after it; smtp_client_close() then only reads the reply. */
+#define SMTP_SEND_QUIT 0x1
+
+/* Delivers env[0..n) in order over the session, filling results[0..n).
+ * A rejected recipient does not sink the others; a failed message does not
+ * sink the next (RSET after a failed open transaction).  Returns DM_OK when
+ * every message was accepted, else the status of the first failure (its
+ * detail in err).  When the session itself fails (drop, timeout, 421), the
+ * messages not yet accepted carry that status and the client accepts only
+ * smtp_client_close().  Errors: as results[i].status plus DM_EINVAL (bad
+ * envelope), DM_EPERMFAIL (SIZE exceeded, 8BITMIME/SMTPUTF8 needed and not
+ * offered, server 5xx), DM_ETEMPFAIL (4xx), DM_ENET, DM_ETIMEOUT, DM_EPROTO,
+ * and the source's own errors. */
+enum dm_status smtp_client_send(struct smtp_client *c,
+                                const struct smtp_envelope *env, size_t n,
+                                struct smtp_result *results, unsigned flags,
+                                struct dm_err *err);
+
+/* Negotiated details.  Never NULL for a live client. */
+const struct smtp_info *smtp_client_info(const struct smtp_client *c);
+
+/* Sends QUIT (unless already sent), reads its reply (best effort), closes
+ * the transport and frees.  NULL ok.  Returns DM_OK or the QUIT failure,
+ * which callers may ignore: messages already accepted stay accepted. */
+enum dm_status smtp_client_close(struct smtp_client *c, struct dm_err *err);
+
+/* True when a failure is worth retrying later: 4xx replies (incl. 421 and
+ * AUTH 454), network errors, timeouts, protocol glitches, local I/O.
+ * Permanent: 5xx replies (incl. AUTH 535/534), TLS verification failures,
+ * configuration and policy refusals (no TLS with RequireTLS, AUTH in clear),
+ * invalid envelopes.  `smtp_code` is the server's code or 0. */
+bool smtp_failure_is_temporary(enum dm_status status, int smtp_code);
+
+/* Formats the SENDMAIL result line into out[cap] (truncated, always NUL-
+ * terminated), e.g.
+ * "Sent to a@example.com via smtp.example.com:587 (STARTTLS, TLS1.3,
+ *  certificate verified, AUTH SCRAM-SHA-256): 250 2.0.0 Ok"
+ * or "Not sent to ... via ...: 550 5.1.1 No such user" / our diagnosis.
+ * Rejected recipients of a partly accepted message are listed after
+ * "; rejected ".  Returns the length it wanted (snprintf-like). */
+size_t smtp_result_line(const struct smtp_info *info,
+                        const struct smtp_envelope *env,
+                        const struct smtp_result *r, char *out, size_t cap);
+
+/* "STARTTLS", "SMTPS" or "none". */
+const char *smtp_tls_mode_str(enum smtp_tls_mode m);
+
+#endif
