@@ -14,6 +14,10 @@
 #include <stddef.h>
 #include "core/err.h"
 
+/* Values are single lines shorter than this (so `char v[SCHEMA_VALUE_MAX]`
+ * always holds one); registry.h's REG_VALUE_MAX is the same number. */
+#define SCHEMA_VALUE_MAX 4096
+
 enum schema_type {
 	SCHEMA_TEXT,      /* any single-line text */
 	SCHEMA_INT,       /* integer in [min, max] */
@@ -36,6 +40,10 @@ struct schema_key {
 	const char *summary;     /* one line, for lists and the README table */
 	const char *description; /* HELP DESCRIPTION paragraph */
 	const char *see_also;    /* "IPCONFIG, Email/Port" or NULL */
+	const char *unit;        /* SCHEMA_INT unit ("seconds", "bytes") or NULL */
+	const char *def_display; /* shown when def is NULL ("system host name") */
+	bool def_hostname;       /* default is the system host name, read at
+	                          * read time (IpConfig/HostName) */
 };
 
 /* All keys, in display order; *n receives the count. Static storage. */
@@ -49,15 +57,42 @@ const struct schema_key *schema_find(const char *name);
 const char *schema_type_str(const struct schema_key *k, char *buf, size_t cap);
 
 /* Validates `value` for key `k` and writes its canonical stored form into
- * out[cap] (bool -> "true"/"false", enum -> canonical choice, ...).
+ * out[cap] (bool -> "true"/"false", enum -> canonical choice, ...).  Spaces
+ * around the value are dropped for every type; CR, LF and other control
+ * characters are refused everywhere, as are values of SCHEMA_VALUE_MAX
+ * bytes or more.
  * On failure returns DM_EINVAL with a message naming the key, the value
  * and the rule.  SCHEMA_SEALED always fails with DM_EPERM telling the user
  * to use IPCONFIG or the web page. */
 enum dm_status schema_validate(const struct schema_key *k, const char *value,
                                char *out, size_t cap, struct dm_err *err);
 
+/* Validates a value for a key that is not in the schema (stored as text):
+ * single line, no control characters, shorter than SCHEMA_VALUE_MAX.
+ * `name` is used in the message only.  Errors: DM_EINVAL. */
+enum dm_status schema_validate_text(const char *name, const char *value,
+                                    char *out, size_t cap, struct dm_err *err);
+
+/* The default as it reads now, into buf[cap]: `def`, the system host name for
+ * def_hostname keys, else "".  Returns buf. */
+const char *schema_default_value(const struct schema_key *k, char *buf,
+                                 size_t cap);
+
+/* The default for display (HELP, README): `def`, else `def_display`, else
+ * "none".  Static storage. */
+const char *schema_default_display(const struct schema_key *k);
+
+/* Parses a boolean in any accepted spelling (true/false, on/off, yes/no,
+ * 1/0, case-insensitive).  Returns false when `s` is not one of them. */
+bool schema_parse_bool(const char *s, bool *out);
+
+/* Copies `in` into out[cap] for quoting in messages: control characters,
+ * backslash and quote become escapes (\n, \x01, ...); long input is cut
+ * with "...".  Returns out. */
+const char *schema_escape(const char *in, char *out, size_t cap);
+
 /* True when `name` has the shape Section/Name (letters, digits, '_', '-',
- * '.', one or more '/' separated parts, no empty part, <= 128 chars). */
+ * '.'; two or more '/' separated parts, no empty part, <= 128 chars). */
 bool schema_name_ok(const char *name);
 
 #endif
