@@ -1,0 +1,125 @@
+/* console.c - the interactive loop: libedit on a terminal, plain lines when
+ * commands are piped in. */
+#include "shell/shell.h"
+
+#include <fcntl.h>
+#include <histedit.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "core/paths.h"
+
+#define CONSOLE_HISTORY "console_history"
+#define CONSOLE_HISTORY_SIZE 500
+
+const char *shell_prompt(struct shell *sh, char *buf, size_t cap)
+{
+	char host[256] = "";
+	struct registry *reg;
+	bool is_set = false;
+
+	if (shell_registry(sh, &reg, NULL) != DM_OK ||
+	    registry_get(reg, "IpConfig/HostName", host, sizeof(host), &is_set,
+	                 NULL) != DM_OK || !is_set || !host[0]) {
+		if (gethostname(host, sizeof(host)) != 0 || !host[0])
+			snprintf(host, sizeof(host), "devmail");
+		host[sizeof(host) - 1] = '\0';
+	}
+	snprintf(buf, cap, "%s /> ", host);
+	return buf;
+}
+
+struct console {
+	struct shell *sh;
+	char prompt[300];
+};
+
+static char *console_prompt_fn(EditLine *el)
+{
+	struct console *c = NULL;
+	el_get(el, EL_CLIENTDATA, &c);
+	return c ? c->prompt : (char *)"/> ";
+}
+
+static int console_plain(struct shell *sh)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	int rc = EX_OK;
+
+	while (!shell_exit_requested(sh) && getline(&line, &cap, stdin) >= 0)
+		rc = shell_run_line(sh, line);
+	free(line);
+	return shell_exit_requested(sh) ? EX_OK : rc;
+}
+
+static int console_tty(struct shell *sh)
+{
+	struct console c = { .sh = sh };
+	char path[DM_PATH_MAX];
+	bool have_file = false;
+	HistEvent ev;
+	EditLine *el;
+	History *hist;
+
+	if (paths_ensure(shell_root(sh), NULL) == DM_OK &&
+	    paths_join(shell_root(sh), CONSOLE_HISTORY, path, sizeof(path), NULL) == DM_OK) {
+		/* Create it private before libedit's fopen() could make it 0644. */
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			close(fd);
+			have_file = true;
+		}
+	}
+	hist = history_init();
+	el = el_init("devmail", stdin, stdout, stderr);
+	if (!hist || !el) {
+		if (el)
+			el_end(el);
+		if (hist)
+			history_end(hist);
+		return shell_error(sh, EX_OSERR, "cannot start line editing");
+	}
+	history(hist, &ev, H_SETSIZE, CONSOLE_HISTORY_SIZE);
+	history(hist, &ev, H_SETUNIQUE, 1);
+	if (have_file)
+		history(hist, &ev, H_LOAD, path);
+	el_set(el, EL_EDITOR, "emacs");
+	el_set(el, EL_SIGNAL, 1);
+	el_set(el, EL_HIST, history, hist);
+	el_set(el, EL_CLIENTDATA, &c);
+	el_set(el, EL_PROMPT, console_prompt_fn);
+
+	fprintf(shell_out(sh), "devmail console: HELP lists the commands, EXIT leaves.\n");
+	fflush(shell_out(sh));
+	while (!shell_exit_requested(sh)) {
+		int count = 0;
+		shell_prompt(sh, c.prompt, sizeof(c.prompt));
+		const char *line = el_gets(el, &count);
+		if (!line || count <= 0) {
+			fputc('\n', shell_out(sh));
+			break;
+		}
+		const char *p = line;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p && *p != '\n') {
+			history(hist, &ev, H_ENTER, line);
+			if (have_file)
+				history(hist, &ev, H_SAVE, path);
+		}
+		shell_run_line(sh, line);
+	}
+	el_end(el);
+	history_end(hist);
+	return EX_OK;
+}
+
+int shell_console(struct shell *sh)
+{
+	if (isatty(STDIN_FILENO))
+		return console_tty(sh);
+	return console_plain(sh);
+}

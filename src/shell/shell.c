@@ -1,0 +1,377 @@
+/* shell.c - console context, command table, dispatcher, shared option parser. */
+#include "shell/shell.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sysexits.h>
+
+#include "core/log.h"
+#include "core/paths.h"
+
+struct shell {
+	char root[DM_PATH_MAX];
+	FILE *out;
+	FILE *err;
+	bool interactive;
+	bool exit_requested;
+	struct registry *reg;                 /* lazily opened */
+	const struct shell_command *current;  /* the running command, or NULL */
+};
+
+/* ---- the command table --------------------------------------------------- */
+
+static int shell_exit_run(struct shell *sh, int argc, char **argv)
+{
+	(void)argv;
+	if (argc > 1)
+		return shell_usage(sh);
+	sh->exit_requested = true;
+	return EX_OK;
+}
+
+const struct shell_command shell_cmd_exit = {
+	.name = "EXIT",
+	.usage = "EXIT",
+	.summary = "leave the console",
+	.description = "Ends the console session (QUIT does the same).",
+	.run = shell_exit_run,
+};
+
+const struct shell_command shell_cmd_quit = {
+	.name = "QUIT",
+	.usage = "QUIT",
+	.summary = "leave the console",
+	.description = "Ends the console session (EXIT does the same).",
+	.run = shell_exit_run,
+};
+
+/* One line per command; HELP lists them in this order. */
+static const struct shell_command *const shell_table[] = {
+	&shell_cmd_help,
+	&shell_cmd_reg,
+	&shell_cmd_log,
+	&shell_cmd_exit,
+	&shell_cmd_quit,
+};
+
+const struct shell_command *const *shell_commands(size_t *n)
+{
+	*n = sizeof(shell_table) / sizeof(shell_table[0]);
+	return shell_table;
+}
+
+const struct shell_command *shell_command_find(const char *name)
+{
+	size_t n;
+	const struct shell_command *const *t = shell_commands(&n);
+	for (size_t i = 0; i < n; i++)
+		if (strcasecmp(t[i]->name, name) == 0)
+			return t[i];
+	return NULL;
+}
+
+/* ---- context ------------------------------------------------------------- */
+
+enum dm_status shell_new(const struct shell_settings *s, struct shell **out,
+                         struct dm_err *err)
+{
+	struct shell *sh;
+
+	*out = NULL;
+	if (!s->root || !*s->root || strlen(s->root) >= sizeof(sh->root))
+		return dm_err_set(err, DM_EINVAL, "bad data root");
+	sh = calloc(1, sizeof(*sh));
+	if (!sh)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	memcpy(sh->root, s->root, strlen(s->root) + 1);
+	sh->out = s->out ? s->out : stdout;
+	sh->err = s->err ? s->err : stderr;
+	sh->interactive = s->interactive;
+	*out = sh;
+	return DM_OK;
+}
+
+void shell_free(struct shell *sh)
+{
+	if (!sh)
+		return;
+	if (sh->reg)
+		registry_close(sh->reg);
+	free(sh);
+}
+
+void shell_set_streams(struct shell *sh, FILE *out, FILE *err)
+{
+	sh->out = out;
+	sh->err = err;
+}
+
+const char *shell_root(const struct shell *sh) { return sh->root; }
+FILE *shell_out(const struct shell *sh) { return sh->out; }
+FILE *shell_errout(const struct shell *sh) { return sh->err; }
+bool shell_interactive(const struct shell *sh) { return sh->interactive; }
+bool shell_exit_requested(const struct shell *sh) { return sh->exit_requested; }
+
+enum dm_status shell_registry(struct shell *sh, struct registry **out,
+                              struct dm_err *err)
+{
+	enum dm_status st;
+
+	if (!sh->reg) {
+		if ((st = paths_ensure(sh->root, err)))
+			return st;
+		if ((st = registry_open(sh->root, &sh->reg, err)))
+			return st;
+	}
+	*out = sh->reg;
+	return DM_OK;
+}
+
+static const char *shell_current_name(const struct shell *sh)
+{
+	return sh->current ? sh->current->name : "devmail";
+}
+
+int shell_error(struct shell *sh, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(sh->err, "%s: ", shell_current_name(sh));
+	va_start(ap, fmt);
+	vfprintf(sh->err, fmt, ap);
+	va_end(ap);
+	fputc('\n', sh->err);
+	fflush(sh->err);
+	return code;
+}
+
+int shell_fail(struct shell *sh, enum dm_status st, const struct dm_err *err)
+{
+	const char *msg = err && err->msg[0] ? err->msg : dm_status_str(st);
+	return shell_error(sh, dm_status_exit(st), "%s", msg);
+}
+
+int shell_usage(struct shell *sh)
+{
+	const char *usage = sh->current ? sh->current->usage : "devmail [--root DIR] [COMMAND ARGS...]";
+	fprintf(sh->err, "%s: usage: %s (HELP %s for more)\n", shell_current_name(sh),
+	        usage, shell_current_name(sh));
+	fflush(sh->err);
+	return EX_USAGE;
+}
+
+void shell_log(struct shell *sh, const char *fmt, ...)
+{
+	char text[LOG_LINE_MAX];
+	struct dm_err e;
+	struct registry *reg;
+	long max_size = 0;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	dm_err_clear(&e);
+	if (shell_registry(sh, &reg, NULL) == DM_OK &&
+	    registry_get_int(reg, "Log/MaxSize", &max_size, NULL) != DM_OK)
+		max_size = 0;   /* not declared or unreadable: the log's default */
+	if (log_write(sh->root, max_size, &e, "%s: %s", shell_current_name(sh), text))
+		fprintf(sh->err, "%s: warning: cannot write the system log: %s\n",
+		        shell_current_name(sh), e.msg[0] ? e.msg : "I/O error");
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static int shell_dispatch(struct shell *sh, const struct shell_command *cmd,
+                          struct tokenizer_line *tl)
+{
+	const struct shell_command *saved = sh->current;
+	sh->current = cmd;
+	int rc = cmd->run(sh, tl->argc, tl->argv);
+	sh->current = saved;
+	fflush(sh->out);
+	fflush(sh->err);
+	return rc;
+}
+
+static int shell_unknown(struct shell *sh, const char *name)
+{
+	return shell_error(sh, EX_USAGE,
+	    "unknown command '%s' (HELP lists the commands)", name);
+}
+
+int shell_run_line(struct shell *sh, const char *line)
+{
+	struct tokenizer_line *tl;
+	struct dm_err e;
+	const struct shell_command *cmd;
+	int rc;
+
+	const char *p = line;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0' || *p == '\n' || *p == '\r' || *p == '#')
+		return EX_OK;
+	tl = malloc(sizeof(*tl));
+	if (!tl)
+		return shell_error(sh, EX_OSERR, "out of memory");
+	dm_err_clear(&e);
+	enum dm_status st = tokenizer_split(line, 0, tl, &e);
+	if (st) {
+		rc = shell_error(sh, EX_USAGE, "%s", e.msg);
+		goto out;
+	}
+	if (tl->argc == 0) {
+		rc = EX_OK;
+		goto out;
+	}
+	cmd = shell_command_find(tl->argv[0]);
+	if (!cmd) {
+		rc = shell_unknown(sh, tl->argv[0]);
+		goto out;
+	}
+	if (cmd->flags & SHELL_CMD_ASSIGN) {
+		st = tokenizer_split(line, TOKENIZER_ASSIGN, tl, &e);
+		if (st) {
+			rc = shell_error(sh, EX_USAGE, "%s", e.msg);
+			goto out;
+		}
+	}
+	rc = shell_dispatch(sh, cmd, tl);
+out:
+	free(tl);
+	return rc;
+}
+
+int shell_run_argv(struct shell *sh, int argc, char *const *argv)
+{
+	struct tokenizer_line *tl;
+	struct dm_err e;
+	const struct shell_command *cmd;
+	int rc;
+
+	if (argc < 1)
+		return EX_OK;
+	cmd = shell_command_find(argv[0]);
+	if (!cmd)
+		return shell_unknown(sh, argv[0]);
+	tl = malloc(sizeof(*tl));
+	if (!tl)
+		return shell_error(sh, EX_OSERR, "out of memory");
+	dm_err_clear(&e);
+	enum dm_status st = tokenizer_from_argv(argc, argv,
+	    (cmd->flags & SHELL_CMD_ASSIGN) ? TOKENIZER_ASSIGN : 0, tl, &e);
+	if (st)
+		rc = shell_error(sh, EX_USAGE, "%s", e.msg);
+	else
+		rc = shell_dispatch(sh, cmd, tl);
+	free(tl);
+	return rc;
+}
+
+/* ---- options ------------------------------------------------------------- */
+
+static int shell_opt_index(const struct shell_opt *spec, char letter,
+                           const char *long_name, size_t long_len)
+{
+	for (int i = 0; spec[i].letter && i < SHELL_OPTS_MAX; i++) {
+		if (long_name) {
+			if (spec[i].long_name && strlen(spec[i].long_name) == long_len &&
+			    strncasecmp(spec[i].long_name, long_name, long_len) == 0)
+				return i;
+		} else if ((spec[i].letter | 0x20) == (letter | 0x20)) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* Records option i with an optional value; 0 or an exit code. */
+static int shell_opt_take(struct shell *sh, const struct shell_opt *spec, int i,
+                          const char *shown, const char *value,
+                          struct shell_opts *out)
+{
+	if (out->seen[i])
+		return shell_error(sh, EX_USAGE, "option %s given twice", shown);
+	out->seen[i] = true;
+	if (spec[i].arg) {
+		if (!value)
+			return shell_error(sh, EX_USAGE, "option %s needs a value (%s)",
+			                   shown, spec[i].arg);
+		out->value[i] = value;
+	} else if (value) {
+		return shell_error(sh, EX_USAGE, "option %s takes no value", shown);
+	}
+	return 0;
+}
+
+/* A word that looks like a negative number is an operand, not an option,
+ * unless the spec has digit options (it has none today). */
+static bool shell_opt_is_number(const char *w)
+{
+	if (w[0] != '-' || !w[1])
+		return false;
+	for (const char *p = w + 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
+int shell_opts_parse(struct shell *sh, const struct shell_opt *spec, int argc,
+                     char **argv, struct shell_opts *out)
+{
+	bool only_operands = false;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	for (int a = 1; a < argc; a++) {
+		char *w = argv[a];
+		if (only_operands || w[0] != '-' || w[1] == '\0' || shell_opt_is_number(w)) {
+			if (strcmp(w, "=") == 0)
+				only_operands = true;
+			if (out->argc >= TOKENIZER_MAX_WORDS)
+				return shell_error(sh, EX_USAGE, "too many arguments");
+			out->argv[out->argc++] = w;
+			out->argv[out->argc] = NULL;
+			continue;
+		}
+		if (strcmp(w, "--") == 0) {
+			only_operands = true;
+			continue;
+		}
+		if (w[1] == '-') {
+			const char *name = w + 2;
+			const char *eq = strchr(name, '=');
+			size_t len = eq ? (size_t)(eq - name) : strlen(name);
+			int i = shell_opt_index(spec, 0, name, len);
+			if (i < 0)
+				return shell_error(sh, EX_USAGE, "unknown option %s", w);
+			const char *value = eq ? eq + 1 : NULL;
+			if (!value && spec[i].arg && a + 1 < argc)
+				value = argv[++a];
+			if ((rc = shell_opt_take(sh, spec, i, w, value, out)))
+				return rc;
+			continue;
+		}
+		for (const char *p = w + 1; *p; p++) {
+			char shown[3] = { '-', *p, '\0' };
+			int i = shell_opt_index(spec, *p, NULL, 0);
+			if (i < 0)
+				return shell_error(sh, EX_USAGE, "unknown option %s", shown);
+			const char *value = NULL;
+			if (spec[i].arg) {
+				if (p[1])
+					value = p + 1;
+				else if (a + 1 < argc)
+					value = argv[++a];
+			}
+			if ((rc = shell_opt_take(sh, spec, i, shown, value, out)))
+				return rc;
+			if (spec[i].arg)
+				break;
+		}
+	}
+	return 0;
+}
