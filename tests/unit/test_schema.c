@@ -1,0 +1,332 @@
+/* test_schema.c - the key table and per-type validation, table-driven. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/schema.h"
+
+struct vcase {
+	const char *key;
+	const char *value;
+	const char *want;   /* canonical form; NULL: must be refused */
+};
+
+static const char hex64[] =
+	"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+static const char hexcolon[] =
+	"01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:"
+	"01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF";
+
+static const struct vcase valid_cases[] = {
+	{ "Email/Port", "587", "587" },
+	{ "Email/Port", " 465 ", "465" },
+	{ "Email/Port", "0025", "25" },
+	{ "Email/Port", "1", "1" },
+	{ "Email/Port", "65535", "65535" },
+	{ "Email/SMTPS", "ON", "true" },
+	{ "Email/SMTPS", "off", "false" },
+	{ "Email/StartTLS", "Yes", "true" },
+	{ "Email/StartTLS", "no", "false" },
+	{ "Email/RequireTLS", "1", "true" },
+	{ "Email/RequireTLS", "0", "false" },
+	{ "Email/VerifyCertificate", "FALSE", "false" },
+	{ "Email/MailHost", "smtp.example.com", "smtp.example.com" },
+	{ "Email/MailHost", "localhost", "localhost" },
+	{ "Email/MailHost", "mail.example.com.", "mail.example.com." },
+	{ "Email/MailHost", "192.0.2.25", "192.0.2.25" },
+	{ "Email/MailHost", "2001:db8::1", "2001:db8::1" },
+	{ "Email/MailHost", "[::1]", "::1" },
+	{ "Email/MailHost", "a-b.x1.example", "a-b.x1.example" },
+	{ "Email/AllowPlaintextAuth", "relay.plant.local", "relay.plant.local" },
+	{ "Email/FromAddress", "jnior@example.com", "jnior@example.com" },
+	{ "Email/FromAddress", "Boiler Room <jnior@example.com>",
+	  "Boiler Room <jnior@example.com>" },
+	{ "Email/FromAddress", "\"Doe, John\" <j.doe+io@x.org>",
+	  "\"Doe, John\" <j.doe+io@x.org>" },
+	{ "Email/FromAddress", "a@[192.0.2.1]", "a@[192.0.2.1]" },
+	{ "Email/FromAddress", "a@[IPv6:2001:db8::1]", "a@[IPv6:2001:db8::1]" },
+	{ "Email/ToAddress", "a@b.com", "a@b.com" },
+	{ "Email/ToAddress", "a@b.com,c@d.org", "a@b.com, c@d.org" },
+	{ "Email/ToAddress", "\"Doe, John\" <j@x.org> ,  k@y.org",
+	  "\"Doe, John\" <j@x.org>, k@y.org" },
+	{ "Email/Username", "jnior", "jnior" },
+	{ "Email/Username", "Jos\xc3\xa9 M\xc3\xbcller", "Jos\xc3\xa9 M\xc3\xbcller" },
+	{ "Email/AuthMechanism", "plain", "PLAIN" },
+	{ "Email/AuthMechanism", "scram-sha-256", "SCRAM-SHA-256" },
+	{ "Email/AuthMechanism", "AUTO", "auto" },
+	{ "Email/AuthMechanism", "xoauth2", "XOAUTH2" },
+	{ "Email/CAFile", "/etc/ssl/plant-ca.pem", "/etc/ssl/plant-ca.pem" },
+	{ "Email/Fingerprint", hex64, hex64 },
+	{ "Email/Fingerprint", hexcolon,
+	  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" },
+	{ "Email/Timeout", "3600", "3600" },
+	{ "Events/OnBoot/Email", "true", "true" },
+	{ "IpConfig/HostName", "boiler-room-1", "boiler-room-1" },
+	{ "Log/MaxSize", "4096", "4096" },
+	{ "Outbox/MaxAge", "31536000", "31536000" },
+	{ "Outbox/RetryMin", "86400", "86400" },
+	{ "Outbox/RetryMax", "604800", "604800" },
+};
+
+static const struct vcase invalid_cases[] = {
+	/* int */
+	{ "Email/Port", "70000", NULL }, { "Email/Port", "0", NULL },
+	{ "Email/Port", "-1", NULL }, { "Email/Port", "abc", NULL },
+	{ "Email/Port", "25x", NULL }, { "Email/Port", "", NULL },
+	{ "Email/Port", "2 5", NULL }, { "Email/Port", "0x19", NULL },
+	{ "Email/Port", "+", NULL }, { "Email/Port", "99999999999999999999999", NULL },
+	{ "Email/Port", "25\n", NULL }, { "Email/Timeout", "3601", NULL },
+	{ "Log/MaxSize", "4095", NULL }, { "Outbox/MaxAge", "59", NULL },
+	{ "Outbox/RetryMin", "86401", NULL }, { "Outbox/RetryMax", "604801", NULL },
+	/* bool */
+	{ "Email/SMTPS", "maybe", NULL }, { "Email/SMTPS", "", NULL },
+	{ "Email/StartTLS", "truee", NULL }, { "Email/StartTLS", "2", NULL },
+	{ "Email/RequireTLS", "t", NULL }, { "Events/OnBoot/Email", "true\r", NULL },
+	/* host */
+	{ "Email/MailHost", "", NULL }, { "Email/MailHost", "-a.com", NULL },
+	{ "Email/MailHost", "a-.com", NULL }, { "Email/MailHost", "a..b", NULL },
+	{ "Email/MailHost", "a_b.com", NULL }, { "Email/MailHost", "256.1.1.1", NULL },
+	{ "Email/MailHost", "[::1", NULL }, { "Email/MailHost", "[192.0.2.1]", NULL },
+	{ "Email/MailHost", "[zz::1]", NULL }, { "Email/MailHost", "host name", NULL },
+	{ "Email/MailHost", "exa$mple.com", NULL }, { "Email/MailHost", ".", NULL },
+	{ "Email/MailHost", "mail.example.com\nRCPT TO:<x@y>", NULL },
+	{ "Email/AllowPlaintextAuth", "a@b", NULL },
+	/* address */
+	{ "Email/FromAddress", "", NULL }, { "Email/FromAddress", "foo", NULL },
+	{ "Email/FromAddress", "@x.com", NULL }, { "Email/FromAddress", "a@", NULL },
+	{ "Email/FromAddress", "a@@b.com", NULL }, { "Email/FromAddress", "a b@c.com", NULL },
+	{ "Email/FromAddress", ".a@b.com", NULL }, { "Email/FromAddress", "a.@b.com", NULL },
+	{ "Email/FromAddress", "a..b@c.com", NULL }, { "Email/FromAddress", "Name <a@b.com", NULL },
+	{ "Email/FromAddress", "Name a@b.com>", NULL }, { "Email/FromAddress", "<>", NULL },
+	{ "Email/FromAddress", "a@-b.com", NULL }, { "Email/FromAddress", "\"Bad <a@b.com>", NULL },
+	{ "Email/FromAddress", "a@b.com\r\nBcc: x@y.com", NULL },
+	{ "Email/FromAddress", "a@b.com, c@d.com", NULL },
+	/* address list */
+	{ "Email/ToAddress", "a@b.com,", NULL }, { "Email/ToAddress", ",a@b.com", NULL },
+	{ "Email/ToAddress", "a@b.com,,c@d.com", NULL }, { "Email/ToAddress", "a@b.com, bad", NULL },
+	{ "Email/ToAddress", "", NULL }, { "Email/ToAddress", "a@b.com\nc@d.com", NULL },
+	/* enum */
+	{ "Email/AuthMechanism", "DIGEST-MD5", NULL }, { "Email/AuthMechanism", "", NULL },
+	{ "Email/AuthMechanism", "plainx", NULL }, { "Email/AuthMechanism", "auto|PLAIN", NULL },
+	{ "Email/AuthMechanism", "PLA", NULL },
+	/* path */
+	{ "Email/CAFile", "relative/ca.pem", NULL }, { "Email/CAFile", "", NULL },
+	{ "Email/CAFile", "~/ca.pem", NULL }, { "Email/CAFile", "/etc/ca\x01.pem", NULL },
+	/* sha256 */
+	{ "Email/Fingerprint", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde", NULL },
+	{ "Email/Fingerprint", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0", NULL },
+	{ "Email/Fingerprint", "g123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", NULL },
+	{ "Email/Fingerprint", ":0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", NULL },
+	{ "Email/Fingerprint", "012:3456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", NULL },
+	{ "Email/Fingerprint", "", NULL },
+	/* text */
+	{ "Email/Username", "a\nb", NULL }, { "Email/Username", "a\rb", NULL },
+	{ "Email/Username", "a\tb", NULL }, { "Email/Username", "a\x01" "b", NULL },
+	{ "Email/Username", "a\x7f" "b", NULL }, { "IpConfig/HostName", "x\r\n", NULL },
+};
+
+/* The message names the key, the (escaped) value and the rule. */
+static void check_message(const struct schema_key *k, const char *value,
+                          const struct dm_err *err)
+{
+	char esc[96], rule[160], quoted[128];
+
+	schema_escape(value, esc, sizeof(esc));
+	snprintf(quoted, sizeof(quoted), "'%s'", esc);
+	schema_type_str(k, rule, sizeof(rule));
+	if (!strstr(err->msg, k->name) || !strstr(err->msg, quoted) ||
+	    !strstr(err->msg, rule))
+		fail_msg("message '%s' lacks key %s, value %s or rule %s",
+		         err->msg, k->name, quoted, rule);
+	assert_null(strchr(err->msg, '\n'));
+	assert_null(strchr(err->msg, '\r'));
+}
+
+static void test_valid_values_canonicalised(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(valid_cases) / sizeof(valid_cases[0]); i++) {
+		const struct vcase *c = &valid_cases[i];
+		const struct schema_key *k = schema_find(c->key);
+		char out[SCHEMA_VALUE_MAX];
+		struct dm_err err;
+
+		dm_err_clear(&err);
+		assert_non_null(k);
+		if (schema_validate(k, c->value, out, sizeof(out), &err) != DM_OK)
+			fail_msg("case %zu %s='%s' refused: %s", i, c->key, c->value, err.msg);
+		assert_string_equal(out, c->want);
+	}
+}
+
+static void test_invalid_values_refused(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(invalid_cases) / sizeof(invalid_cases[0]); i++) {
+		const struct vcase *c = &invalid_cases[i];
+		const struct schema_key *k = schema_find(c->key);
+		char out[SCHEMA_VALUE_MAX];
+		struct dm_err err;
+
+		dm_err_clear(&err);
+		assert_non_null(k);
+		if (schema_validate(k, c->value, out, sizeof(out), &err) != DM_EINVAL)
+			fail_msg("case %zu %s='%s' accepted as '%s'", i, c->key, c->value, out);
+		check_message(k, c->value, &err);
+	}
+}
+
+static void test_every_type_refuses_control_and_overlong(void **state)
+{
+	static char big[SCHEMA_VALUE_MAX + 1];
+	size_t n;
+	const struct schema_key *keys = schema_keys(&n);
+
+	(void)state;
+	memset(big, 'a', SCHEMA_VALUE_MAX);
+	for (size_t i = 0; i < n; i++) {
+		char out[SCHEMA_VALUE_MAX];
+		struct dm_err err;
+		enum dm_status want = keys[i].type == SCHEMA_SEALED ? DM_EPERM : DM_EINVAL;
+
+		dm_err_clear(&err);
+		assert_int_equal(schema_validate(&keys[i], "x\ny", out, sizeof(out), &err), want);
+		dm_err_clear(&err);
+		assert_int_equal(schema_validate(&keys[i], big, out, sizeof(out), &err), want);
+		assert_non_null(strstr(err.msg, keys[i].name));
+	}
+	/* Just under the cap is fine for text. */
+	char out[SCHEMA_VALUE_MAX];
+	big[SCHEMA_VALUE_MAX - 1] = '\0';
+	assert_int_equal(schema_validate(schema_find("Email/Username"), big, out,
+	                                 sizeof(out), NULL), DM_OK);
+	assert_int_equal(strlen(out), SCHEMA_VALUE_MAX - 1);
+}
+
+static void test_port_message_exact(void **state)
+{
+	char out[64];
+	struct dm_err err;
+
+	(void)state;
+	dm_err_clear(&err);
+	assert_int_equal(schema_validate(schema_find("email/port"), "70000", out,
+	                                 sizeof(out), &err), DM_EINVAL);
+	assert_string_equal(err.msg, "Email/Port: '70000' is out of range (integer 1-65535)");
+	dm_err_clear(&err);
+	assert_int_equal(schema_validate(schema_find("Email/Username"), "a\r\nb", out,
+	                                 sizeof(out), &err), DM_EINVAL);
+	assert_non_null(strstr(err.msg, "'a\\r\\nb'"));
+}
+
+static void test_sealed_refused_in_clear(void **state)
+{
+	const char *sealed[] = { "Email/Password", "Email/OAuthToken" };
+	char out[64];
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		struct dm_err err;
+		dm_err_clear(&err);
+		assert_int_equal(schema_validate(schema_find(sealed[i]), "hunter2", out,
+		                                 sizeof(out), &err), DM_EPERM);
+		assert_non_null(strstr(err.msg, sealed[i]));
+		assert_non_null(strstr(err.msg, "IPCONFIG"));
+		assert_null(strstr(err.msg, "hunter2"));
+	}
+}
+
+static void test_table_consistent(void **state)
+{
+	size_t n;
+	const struct schema_key *keys = schema_keys(&n);
+
+	(void)state;
+	assert_true(n >= 22);
+	for (size_t i = 0; i < n; i++) {
+		const struct schema_key *k = &keys[i];
+		char out[SCHEMA_VALUE_MAX];
+		assert_true(schema_name_ok(k->name));
+		assert_ptr_equal(schema_find(k->name), k);
+		assert_non_null(k->summary);
+		assert_null(strchr(k->summary, '|'));
+		assert_true(k->description && strlen(k->description) > 40);
+		for (size_t j = 0; j < i; j++)
+			assert_true(strcasecmp(keys[j].name, k->name) != 0);
+		if (k->def) {   /* every default passes its own rule unchanged */
+			assert_int_equal(schema_validate(k, k->def, out, sizeof(out), NULL), DM_OK);
+			assert_string_equal(out, k->def);
+		}
+	}
+}
+
+static void test_find_and_names(void **state)
+{
+	(void)state;
+	assert_string_equal(schema_find("EMAIL/PORT")->name, "Email/Port");
+	assert_string_equal(schema_find("events/onboot/email")->name, "Events/OnBoot/Email");
+	assert_null(schema_find("Email/Nope"));
+	assert_null(schema_find("Email"));
+	assert_true(schema_name_ok("MyApp/Some_Key-1.x"));
+	assert_true(schema_name_ok("A/B/C"));
+	assert_false(schema_name_ok("Email"));
+	assert_false(schema_name_ok("/Email/Port"));
+	assert_false(schema_name_ok("Email/Port/"));
+	assert_false(schema_name_ok("Email//Port"));
+	assert_false(schema_name_ok("Email/Po rt"));
+	assert_false(schema_name_ok("Email/Port="));
+	assert_false(schema_name_ok(""));
+	char longname[200];
+	memset(longname, 'a', sizeof(longname));
+	longname[1] = '/';
+	longname[129] = '\0';
+	assert_false(schema_name_ok(longname));
+	longname[128] = '\0';
+	assert_true(schema_name_ok(longname));
+}
+
+static void test_defaults_and_types(void **state)
+{
+	char buf[256];
+
+	(void)state;
+	assert_string_equal(schema_type_str(schema_find("Email/Port"), buf, sizeof(buf)),
+	                    "integer 1-65535");
+	assert_string_equal(schema_type_str(schema_find("Email/AuthMechanism"), buf, sizeof(buf)),
+	                    "one of auto, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2");
+	assert_string_equal(schema_default_display(schema_find("Email/MailHost")), "none");
+	assert_string_equal(schema_default_display(schema_find("IpConfig/HostName")),
+	                    "system host name");
+	char host[256] = "";
+	gethostname(host, sizeof(host));
+	assert_string_equal(schema_default_value(schema_find("IpConfig/HostName"), buf,
+	                                         sizeof(buf)), host);
+	assert_string_equal(schema_default_value(schema_find("Email/Port"), buf, sizeof(buf)), "25");
+	assert_string_equal(schema_default_value(schema_find("Email/MailHost"), buf, sizeof(buf)), "");
+	bool b = false;
+	assert_true(schema_parse_bool("YES", &b) && b);
+	assert_true(schema_parse_bool("off", &b) && !b);
+	assert_false(schema_parse_bool("", &b));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_values_canonicalised),
+		cmocka_unit_test(test_invalid_values_refused),
+		cmocka_unit_test(test_every_type_refuses_control_and_overlong),
+		cmocka_unit_test(test_port_message_exact),
+		cmocka_unit_test(test_sealed_refused_in_clear),
+		cmocka_unit_test(test_table_consistent),
+		cmocka_unit_test(test_find_and_names),
+		cmocka_unit_test(test_defaults_and_types),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
