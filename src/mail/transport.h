@@ -54,10 +54,19 @@ enum dm_status transport_from_fd(int fd, const struct transport_settings *s,
                                  struct transport **out, struct dm_err *err);
 
 /* Performs the TLS client handshake on the handle (implicit TLS right after
- * connect, or after the 220 reply to STARTTLS).  Fails with DM_EPROTO if
- * bytes the peer sent are still unread in the plain buffer (STARTTLS
- * response injection).  Verification failure: DM_ETLS with the reason.
- * Errors: DM_ETLS, DM_ETIMEOUT, DM_ENET, DM_EPROTO. */
+ * connect, or after the 220 reply to STARTTLS); flushes buffered cleartext
+ * first.  Fails with DM_EPROTO if the kernel already holds bytes from the
+ * peer (STARTTLS response injection, RFC 3207 section 4.2).
+ * Verification (see transport_tls.c for the policy): chain to the system
+ * store (system_trust) plus cafile, and host name (IP literals against IP
+ * SANs).  A SHA-256 pin, when set, must match the leaf or the handshake
+ * fails even with verify off; when it matches the certificate is accepted
+ * even if its chain is not trusted (how a self-signed server is trusted).
+ * verify == false without a pin accepts anything, with tls_info.verified
+ * false and the reason in tls_info.verify_error.
+ * On failure the handle is only good for transport_close().
+ * Errors: DM_ETLS (handshake, verification, pin mismatch), DM_ETIMEOUT,
+ * DM_ENET, DM_EPROTO, DM_ECONFIG (unreadable cafile, malformed pin). */
 enum dm_status transport_start_tls(struct transport *t, struct dm_err *err);
 
 /* Reads up to cap bytes, waiting at most the timeout.  Returns the count
@@ -74,9 +83,10 @@ enum dm_status transport_write(struct transport *t, const void *buf,
 /* Sends everything buffered.  Errors: DM_ENET, DM_ETIMEOUT, DM_ETLS. */
 enum dm_status transport_flush(struct transport *t, struct dm_err *err);
 
-/* Data received but not yet consumed by the session lives in the session's
- * own buffer; the session tells the transport how many bytes it still holds
- * so transport_start_tls() can refuse to upgrade over injected bytes. */
+/* Injection has two halves: bytes already moved into the session's own
+ * read buffer are the session's to refuse (it must not call
+ * transport_start_tls() while that buffer holds anything after the 220);
+ * bytes still in the kernel are refused by transport_start_tls(). */
 
 /* TLS details (active == false on a plain connection).  Never NULL. */
 const struct transport_tls_info *transport_tls_info(const struct transport *t);
