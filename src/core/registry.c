@@ -769,8 +769,8 @@ static enum dm_status reg_parse_line(struct registry *reg, char *line,
 		size_t l = strlen(s);
 		if (l < 3 || s[l - 1] != ']' || l - 2 >= cap)
 			return dm_err_set(err, DM_EINVAL, "bad section header");
-		snprintf(section, cap, "%.*s", (int)(l - 2), s + 1);
-		snprintf(section, cap, "%s", reg_trim(section));
+		s[l - 1] = '\0';
+		snprintf(section, cap, "%s", reg_trim(s + 1));
 		return DM_OK;
 	}
 	if (!(eq = strchr(s, '=')))

@@ -1,0 +1,538 @@
+/*
+ * test_registry.c - the registry against real SQLite files in temporary
+ * roots, with real helper processes (regtool) for the multi-process cases.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/registry.h"
+#include "core/vault.h"
+
+struct fx {
+	char root[256];
+	struct registry *reg;
+};
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb; (void)flag; (void)ftw;
+	return remove(p);
+}
+
+static int fx_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct dm_err err;
+
+	dm_err_clear(&err);
+	snprintf(f->root, sizeof(f->root), "/tmp/dm-registry-XXXXXX");
+	if (!mkdtemp(f->root))
+		return -1;
+	if (registry_open(f->root, &f->reg, &err) != DM_OK) {
+		fprintf(stderr, "open: %s\n", err.msg);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+	registry_close(f->reg);
+	nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static void fx_reopen(struct fx *f)
+{
+	registry_close(f->reg);
+	assert_int_equal(registry_open(f->root, &f->reg, NULL), DM_OK);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+struct dump { char buf[1 << 16]; size_t len; size_t count; };
+
+static int dump_one(const struct registry_entry *e, void *ctx)
+{
+	struct dump *d = ctx;
+	d->len += (size_t)snprintf(d->buf + d->len, sizeof(d->buf) - d->len,
+	                           "%s=%s%s\n", e->key, e->value, e->is_set ? "" : " (default)");
+	d->count++;
+	return 0;
+}
+
+static void dump_all(struct registry *reg, struct dump *d)
+{
+	memset(d, 0, sizeof(*d));
+	assert_int_equal(registry_list(reg, NULL, true, dump_one, d, NULL), DM_OK);
+}
+
+static void set_ok(struct registry *reg, const char *k, const char *v)
+{
+	struct dm_err err;
+	dm_err_clear(&err);
+	if (registry_set(reg, k, v, NULL, &err) != DM_OK)
+		fail_msg("set %s=%s: %s", k, v, err.msg);
+}
+
+static void check_reg(struct registry *reg, const char *k, const char *want,
+                         bool want_set)
+{
+	char v[REG_VALUE_MAX];
+	bool set;
+	assert_int_equal(registry_get(reg, k, v, sizeof(v), &set, NULL), DM_OK);
+	assert_string_equal(v, want);
+	assert_int_equal(set, want_set);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static char *read_text(const char *path)
+{
+	static char buf[1 << 16];
+	FILE *fp = fopen(path, "r");
+	assert_non_null(fp);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	return buf;
+}
+
+static const char *regtool_path(void)
+{
+	static char path[1024];
+	const char *b = getenv("DEVMAIL_BUILD_DIR");
+	snprintf(path, sizeof(path), "%s/regtool", b ? b : ".");
+	return path;
+}
+
+/* Starts regtool with argv; stdout to *out_fd when out_fd != NULL. */
+static pid_t regtool_spawn(char *const argv[], int *out_fd, const char *env)
+{
+	int p[2] = { -1, -1 };
+	if (out_fd)
+		assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (out_fd) {
+			dup2(p[1], 1);
+			close(p[0]);
+			close(p[1]);
+		}
+		if (env)
+			putenv((char *)env);
+		execv(regtool_path(), argv);
+		_exit(127);
+	}
+	if (out_fd) {
+		close(p[1]);
+		*out_fd = p[0];
+	}
+	return pid;
+}
+
+static int wait_exit(pid_t pid)
+{
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		assert_int_equal(errno, EINTR);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* ---- validation leaves the registry unchanged ---------------------------- */
+
+static const struct registry_pair bad_pairs[] = {
+	{ "Email/Port", "70000" }, { "Email/Port", "25x" }, { "Email/Port", "" },
+	{ "Email/SMTPS", "maybe" }, { "Email/MailHost", "a..b" },
+	{ "Email/MailHost", "-bad.example" }, { "Email/MailHost", "ok.example\r\nX" },
+	{ "Email/FromAddress", "not-an-address" }, { "Email/FromAddress", "a@b.com\nBcc: c@d" },
+	{ "Email/ToAddress", "a@b.com,,c@d.com" }, { "Email/AuthMechanism", "DIGEST-MD5" },
+	{ "Email/CAFile", "relative.pem" }, { "Email/Fingerprint", "abc" },
+	{ "Email/Username", "bob\n" }, { "Email/Timeout", "0" },
+	{ "Outbox/RetryMax", "604801" }, { "MyApp/Note", "two\nlines" },
+	{ "Log/MaxSize", "1k" },
+};
+
+static void test_invalid_values_change_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct dump before, after;
+
+	set_ok(f->reg, "Email/Port", "587");
+	set_ok(f->reg, "Email/MailHost", "smtp.example.com");
+	set_ok(f->reg, "MyApp/Note", "keep");
+	dump_all(f->reg, &before);
+	uint64_t c0 = registry_change_counter(f->reg);
+	for (size_t i = 0; i < sizeof(bad_pairs) / sizeof(bad_pairs[0]); i++) {
+		struct dm_err err;
+		char esc[96];
+		dm_err_clear(&err);
+		if (registry_set(f->reg, bad_pairs[i].key, bad_pairs[i].value, NULL, &err) != DM_EINVAL)
+			fail_msg("%s='%s' accepted", bad_pairs[i].key, bad_pairs[i].value);
+		assert_non_null(strstr(err.msg, bad_pairs[i].key));
+		assert_non_null(strstr(err.msg, schema_escape(bad_pairs[i].value, esc, sizeof(esc))));
+		assert_non_null(strchr(err.msg, '('));   /* the rule */
+		/* The same value inside a batch of good ones: nothing written. */
+		struct registry_pair batch[] = {
+			{ "Email/Port", "465" }, bad_pairs[i], { "MyApp/Other", "x" },
+		};
+		assert_int_equal(registry_set_batch(f->reg, batch, 3, true, NULL), DM_EINVAL);
+	}
+	assert_int_equal(registry_set(f->reg, "Bad Name/x", "1", NULL, NULL), DM_EINVAL);
+	assert_int_equal(registry_set(f->reg, "NoSection", "1", NULL, NULL), DM_EINVAL);
+	fx_reopen(f);
+	dump_all(f->reg, &after);
+	assert_string_equal(before.buf, after.buf);
+	assert_int_equal(registry_change_counter(f->reg), c0);
+}
+
+/* ---- round trips -------------------------------------------------------- */
+
+static void test_set_get_delete(void **state)
+{
+	struct fx *f = *state;
+	char v[REG_VALUE_MAX], name[160];
+	bool unknown = true, known = false;
+	long port;
+	bool b;
+
+	check_reg(f->reg, "Email/Port", "25", false);
+	assert_int_equal(registry_set(f->reg, "email/PORT", " 0587 ", &unknown, NULL), DM_OK);
+	assert_false(unknown);
+	check_reg(f->reg, "EMAIL/port", "587", true);
+	assert_int_equal(registry_get_int(f->reg, "Email/Port", &port, NULL), DM_OK);
+	assert_int_equal(port, 587);
+	set_ok(f->reg, "email/starttls", "off");
+	check_reg(f->reg, "Email/StartTLS", "false", true);
+	assert_int_equal(registry_get_bool(f->reg, "Email/StartTLS", &b, NULL), DM_OK);
+	assert_false(b);
+	assert_int_equal(registry_get_bool(f->reg, "Email/SMTPS", &b, NULL), DM_OK);
+	assert_false(b);
+	assert_int_equal(registry_canon(f->reg, "email/starttls", name, sizeof(name), &known, NULL), DM_OK);
+	assert_string_equal(name, "Email/StartTLS");
+	assert_true(known);
+	set_ok(f->reg, "Email/AuthMechanism", "cram-md5");
+	check_reg(f->reg, "Email/AuthMechanism", "CRAM-MD5", true);
+
+	assert_int_equal(registry_delete(f->reg, "EMAIL/PORT", NULL), DM_OK);
+	check_reg(f->reg, "Email/Port", "25", false);
+	assert_int_equal(registry_delete(f->reg, "Email/Port", NULL), DM_OK);  /* unset: fine */
+	assert_int_equal(registry_get_int(f->reg, "Email/Timeout", &port, NULL), DM_OK);
+	assert_int_equal(port, 60);
+	assert_int_equal(registry_get_int(f->reg, "Email/MailHost", &port, NULL), DM_ENOTFOUND);
+
+	char host[256] = "";
+	gethostname(host, sizeof(host));
+	check_reg(f->reg, "IpConfig/HostName", host, false);
+	assert_int_equal(registry_get(f->reg, "bad name", v, sizeof(v), NULL, NULL), DM_EINVAL);
+	set_ok(f->reg, "Email/Username", "a-rather-long-user-name");
+	assert_int_equal(registry_get(f->reg, "Email/Username", v, 8, NULL, NULL), DM_ENOMEM);
+}
+
+static void test_unknown_keys(void **state)
+{
+	struct fx *f = *state;
+	char name[160];
+	bool unknown = false, known = true;
+
+	assert_int_equal(registry_set(f->reg, "MyApp/PumpDelay", "15", &unknown, NULL), DM_OK);
+	assert_true(unknown);
+	assert_int_equal(registry_set(f->reg, "MYAPP/pumpdelay", "16", &unknown, NULL), DM_OK);
+	assert_true(unknown);
+	check_reg(f->reg, "myapp/PUMPDELAY", "16", true);
+	assert_int_equal(registry_canon(f->reg, "myapp/pumpdelay", name, sizeof(name), &known, NULL), DM_OK);
+	assert_string_equal(name, "MyApp/PumpDelay");   /* first-written case kept */
+	assert_false(known);
+	check_reg(f->reg, "MyApp/Unset", "", false);
+
+	struct dump d;
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(registry_list(f->reg, "myapp", false, dump_one, &d, NULL), DM_OK);
+	assert_string_equal(d.buf, "MyApp/PumpDelay=16\n");
+}
+
+static void test_sealed_keys(void **state)
+{
+	struct fx *f = *state;
+	struct dm_err err;
+	char *sealed = NULL;
+
+	dm_err_clear(&err);
+	assert_int_equal(registry_set(f->reg, "email/password", "hunter2", NULL, &err), DM_EPERM);
+	assert_non_null(strstr(err.msg, "Email/Password"));
+	assert_non_null(strstr(err.msg, "IPCONFIG"));
+	assert_null(strstr(err.msg, "hunter2"));
+
+	struct registry_pair clear[] = { { "Email/Username", "bob" }, { "Email/Password", "hunter2" } };
+	dm_err_clear(&err);
+	assert_int_equal(registry_set_batch(f->reg, clear, 2, true, &err), DM_EPERM);
+	assert_null(strstr(err.msg, "hunter2"));
+	check_reg(f->reg, "Email/Username", "", false);
+	/* Sealed-looking prefix with junk is not sealed either. */
+	clear[1].value = VAULT_PREFIX "not base64!";
+	assert_int_equal(registry_set_batch(f->reg, clear, 2, true, NULL), DM_EPERM);
+
+	assert_int_equal(vault_seal(f->root, "hunter2", 7, &sealed, NULL), DM_OK);
+	struct registry_pair ok[] = { { "Email/Username", "bob" }, { "Email/Password", sealed } };
+	assert_int_equal(registry_set_batch(f->reg, ok, 2, false, NULL), DM_EPERM);
+	assert_int_equal(registry_set_batch(f->reg, ok, 2, true, NULL), DM_OK);
+	check_reg(f->reg, "Email/Password", sealed, true);
+	check_reg(f->reg, "Email/Username", "bob", true);
+	assert_int_equal(registry_delete(f->reg, "Email/Password", NULL), DM_OK);
+	check_reg(f->reg, "Email/Password", "", false);
+	free(sealed);
+}
+
+static int stop_after_two(const struct registry_entry *e, void *ctx)
+{
+	(void)e;
+	return ++*(int *)ctx == 2 ? 7 : 0;
+}
+
+static void test_list(void **state)
+{
+	struct fx *f = *state;
+	struct dump d;
+	size_t n;
+
+	schema_keys(&n);
+	set_ok(f->reg, "Events/OnBoot/Email", "yes");
+	set_ok(f->reg, "Email/Port", "465");
+	set_ok(f->reg, "Zeta/Key", "z");
+	set_ok(f->reg, "alpha/Key", "a");
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(registry_list(f->reg, NULL, false, dump_one, &d, NULL), DM_OK);
+	assert_string_equal(d.buf, "Email/Port=465\nEvents/OnBoot/Email=true\n"
+	                           "alpha/Key=a\nZeta/Key=z\n");
+	dump_all(f->reg, &d);
+	assert_int_equal(d.count, n + 2);
+	assert_non_null(strstr(d.buf, "Email/StartTLS=true (default)\n"));
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(registry_list(f->reg, "EVENTS", true, dump_one, &d, NULL), DM_OK);
+	assert_string_equal(d.buf, "Events/OnBoot/Email=true\n");
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(registry_list(f->reg, "Email", false, dump_one, &d, NULL), DM_OK);
+	assert_string_equal(d.buf, "Email/Port=465\n");
+	int calls = 0;
+	assert_int_equal(registry_list(f->reg, NULL, true, stop_after_two, &calls, NULL), 7);
+	assert_int_equal(calls, 2);
+}
+
+static void test_export_import_round_trip(void **state)
+{
+	struct fx *f = *state;
+	char path[512], *sealed = NULL;
+	struct dump d1, d2;
+	struct fx g;
+
+	assert_int_equal(vault_seal(f->root, "pw", 2, &sealed, NULL), DM_OK);
+	struct registry_pair p[] = { { "Email/Password", sealed } };
+	assert_int_equal(registry_set_batch(f->reg, p, 1, true, NULL), DM_OK);
+	set_ok(f->reg, "Email/Port", "587");
+	set_ok(f->reg, "Email/ToAddress", "\"Ops, Night\" <ops@example.com>, b@example.org");
+	set_ok(f->reg, "Events/OnBoot/Email", "on");
+	set_ok(f->reg, "MyApp/Note", "semi; colon # hash = equals");
+	set_ok(f->reg, "Email/Username", "bob");
+	snprintf(path, sizeof(path), "%s/export.ini", f->root);
+	assert_int_equal(registry_export(f->reg, path, NULL), DM_OK);
+	const char *text = read_text(path);
+	assert_non_null(strstr(text, "\n[Email]\nPort = 587\n"));
+	assert_non_null(strstr(text, "\nPassword = dmv1:"));
+	assert_non_null(strstr(text, "\n[Events/OnBoot]\nEmail = true\n"));
+	assert_non_null(strstr(text, "\n[MyApp]\nNote = semi; colon # hash = equals\n"));
+	assert_null(strstr(text, "StartTLS"));   /* only set keys */
+
+	memcpy(g.root, f->root, sizeof(g.root));
+	assert_true(strlen(g.root) + 7 < sizeof(g.root));
+	strcat(g.root, "/other");
+	assert_int_equal(registry_open(g.root, &g.reg, NULL), DM_OK);
+	assert_int_equal(registry_import(g.reg, path, NULL), DM_OK);
+	dump_all(f->reg, &d1);
+	dump_all(g.reg, &d2);
+	assert_string_equal(d1.buf, d2.buf);
+	registry_close(g.reg);
+	free(sealed);
+}
+
+static void test_import_syntax(void **state)
+{
+	struct fx *f = *state;
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/in.ini", f->root);
+	write_file(path, "; comment\n# another\n\n  [ Email ]  \r\n  port=2525\r\n"
+	                 "StartTLS   =   no\n[IpConfig]\nHostName = unit-7\n"
+	                 "Email/SMTPS = yes\n");
+	assert_int_equal(registry_import(f->reg, path, NULL), DM_OK);
+	check_reg(f->reg, "Email/Port", "2525", true);
+	check_reg(f->reg, "Email/StartTLS", "false", true);
+	check_reg(f->reg, "IpConfig/HostName", "unit-7", true);
+	check_reg(f->reg, "IpConfig/Email/SMTPS", "yes", true);  /* unknown key inside [IpConfig]: text */
+	check_reg(f->reg, "Email/SMTPS", "false", false);
+
+	snprintf(path, sizeof(path), "%s/missing.ini", f->root);
+	assert_int_equal(registry_import(f->reg, path, NULL), DM_ENOINPUT);
+}
+
+static void test_import_errors_all_or_nothing(void **state)
+{
+	struct fx *f = *state;
+	static const char *const bad[] = {
+		"[Email]\nPort = 2626\nMailHost = ok.example\nTimeout = 99999\n",
+		"[Email]\nPort = 2626\nMailHost = ok.example\nno equals sign\n",
+		"[Email]\nPort = 2626\nMailHost = ok.example\n[Email\n",
+		"[Email]\nPort = 2626\nMailHost = ok.example\nPassword = hunter2\n",
+		"[Email]\nPort = 2626\nMailHost = ok.example\nbad key = 1\n",
+	};
+	char path[512];
+	struct dump before, after;
+
+	set_ok(f->reg, "Email/Port", "587");
+	dump_all(f->reg, &before);
+	snprintf(path, sizeof(path), "%s/bad.ini", f->root);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct dm_err err;
+		char want[600];
+		write_file(path, bad[i]);
+		dm_err_clear(&err);
+		assert_int_not_equal(registry_import(f->reg, path, &err), DM_OK);
+		snprintf(want, sizeof(want), "%s:4: ", path);
+		if (!strstr(err.msg, want))
+			fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, want);
+		assert_null(strstr(err.msg, "hunter2"));
+	}
+	dump_all(f->reg, &after);
+	assert_string_equal(before.buf, after.buf);
+}
+
+/* ---- several processes -------------------------------------------------- */
+
+static void test_counter_sees_other_process(void **state)
+{
+	struct fx *f = *state;
+	uint64_t c0 = registry_change_counter(f->reg);
+
+	set_ok(f->reg, "Email/Port", "587");
+	uint64_t c1 = registry_change_counter(f->reg);
+	assert_true(c1 > c0);
+	char *argv[] = { "regtool", f->root, "set", "Email/MailHost", "mx.example.net", NULL };
+	assert_int_equal(wait_exit(regtool_spawn(argv, NULL, NULL)), 0);
+	assert_true(registry_change_counter(f->reg) > c1);
+	check_reg(f->reg, "Email/MailHost", "mx.example.net", true);
+}
+
+static void test_two_writers_lose_nothing(void **state)
+{
+	struct fx *f = *state;
+	char *a[] = { "regtool", f->root, "fill", "WriterA", "1000", NULL };
+	char *b[] = { "regtool", f->root, "fill", "WriterB", "1000", NULL };
+	struct dump d;
+	uint64_t c0 = registry_change_counter(f->reg);
+
+	pid_t pa = regtool_spawn(a, NULL, NULL);
+	pid_t pb = regtool_spawn(b, NULL, NULL);
+	assert_int_equal(wait_exit(pa), 0);
+	assert_int_equal(wait_exit(pb), 0);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(registry_list(f->reg, "WriterA", false, dump_one, &d, NULL), DM_OK);
+	assert_int_equal(d.count, 1000);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(registry_list(f->reg, "WriterB", false, dump_one, &d, NULL), DM_OK);
+	assert_int_equal(d.count, 1000);
+	check_reg(f->reg, "writera/k999", "v999", true);
+	check_reg(f->reg, "WriterB/k0", "v0", true);
+	assert_int_equal(registry_change_counter(f->reg), c0 + 2000);
+}
+
+/* Reads one line from fd, waiting at most 60 s (a bound, not an assertion). */
+static void read_line(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	while (n + 1 < cap) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		assert_int_equal(poll(&p, 1, 60000), 1);
+		ssize_t r = read(fd, buf + n, 1);
+		assert_int_equal(r, 1);
+		if (buf[n] == '\n')
+			break;
+		n++;
+	}
+	buf[n] = '\0';
+}
+
+static void test_kill_mid_import_keeps_old_values(void **state)
+{
+	struct fx *f = *state;
+	char path[512], line[128];
+	struct dump before, after;
+	int out = -1;
+
+	set_ok(f->reg, "Email/Port", "2525");
+	set_ok(f->reg, "Email/MailHost", "old.example.com");
+	set_ok(f->reg, "MyApp/Mode", "old");
+	dump_all(f->reg, &before);
+	uint64_t c0 = registry_change_counter(f->reg);
+	snprintf(path, sizeof(path), "%s/new.ini", f->root);
+	write_file(path, "[Email]\nPort = 587\nMailHost = new.example.com\n"
+	                 "Username = newuser\n[MyApp]\nMode = new\nExtra = 1\n");
+
+	char *argv[] = { "regtool", f->root, "import", path, NULL };
+	pid_t pid = regtool_spawn(argv, &out, "DEVMAIL_TEST_IMPORT_PAUSE_US=30000000");
+	read_line(out, line, sizeof(line));
+	assert_string_equal(line, "applying 1/5");   /* inside the transaction */
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(wait_exit(pid), 128 + SIGKILL);
+	close(out);
+
+	fx_reopen(f);
+	dump_all(f->reg, &after);
+	assert_string_equal(before.buf, after.buf);
+	check_reg(f->reg, "Email/Username", "", false);
+	check_reg(f->reg, "MyApp/Extra", "", false);
+	assert_int_equal(registry_change_counter(f->reg), c0);
+	/* The dead writer left no lock behind: the same import now goes through. */
+	assert_int_equal(registry_import(f->reg, path, NULL), DM_OK);
+	check_reg(f->reg, "Email/Port", "587", true);
+	check_reg(f->reg, "MyApp/Extra", "1", true);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_invalid_values_change_nothing, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_set_get_delete, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_keys, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sealed_keys, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_list, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_export_import_round_trip, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_import_syntax, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_import_errors_all_or_nothing, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_counter_sees_other_process, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_two_writers_lose_nothing, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_kill_mid_import_keeps_old_values, fx_setup, fx_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
