@@ -126,6 +126,8 @@ enum dm_status smtp_reply_feed(struct smtp_reply_parser *p, const char *buf,
 			                  "SMTP reply line longer than %d bytes",
 			                  SMTP_REPLY_LINE_MAX);
 		p->line[ll] = '\0';
+		if (p->on_line)
+			p->on_line(p->on_line_ctx, p->line);
 		for (size_t k = 0; k < ll; k++)
 			if (p->line[k] == '\r')
 				return dm_err_set(err, DM_EPROTO, "bare CR in SMTP reply");

@@ -30,9 +30,13 @@ struct smtp_reply_parser {
 	size_t textlen;
 	char line[SMTP_REPLY_LINE_MAX + 2];
 	size_t linelen;
+	/* Optional: called with each raw line (CRLF removed) before it is
+	 * parsed, for transcripts.  Kept by smtp_reply_parser_init(). */
+	void (*on_line)(void *ctx, const char *line);
+	void *on_line_ctx;
 };
 
-/* Resets the parser for a new reply. */
+/* Resets the parser for a new reply (on_line is kept). */
 void smtp_reply_parser_init(struct smtp_reply_parser *p);
 
 /* Consumes bytes from buf[len] up to and including the end of the first
