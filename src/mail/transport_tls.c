@@ -438,7 +438,8 @@ static enum dm_status transport_tls_setup(struct transport *t,
 			                  "Email/CAFile: '%s' holds no certificate",
 			                  t->cafile);
 	}
-	int rc = gnutls_init(&tls->session, GNUTLS_CLIENT | GNUTLS_NONBLOCK);
+	int rc = gnutls_init(&tls->session,
+	                 GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
 	if (rc < 0)
 		return dm_err_set(err, DM_ECRYPTO, "TLS: init: %s",
 		                  gnutls_strerror(rc));

@@ -90,7 +90,7 @@ int tls_server_start_tls(struct tls_server_conn *c)
 		return -1;
 	}
 	gnutls_session_t ses;
-	if (gnutls_init(&ses, GNUTLS_SERVER) < 0) {
+	if (gnutls_init(&ses, GNUTLS_SERVER | GNUTLS_NO_SIGNAL) < 0) {
 		tls_server_fail(s, "gnutls_init failed");
 		return -1;
 	}
@@ -378,9 +378,13 @@ int tls_server_stop(struct tls_server *s)
 	if (s == NULL)
 		return -1;
 	if (s->running) {
-		/* Wakes a thread still waiting for a connection; an accepted
-		 * connection's steps are bounded by timeout_ms on their own. */
-		shutdown(s->lfd, SHUT_RDWR);
+		/* Wakes a thread still waiting for a connection that will not
+		 * come; a connection already queued is left for the thread to
+		 * accept, and an accepted connection's steps are bounded by
+		 * timeout_ms on their own. */
+		struct pollfd p = { .fd = s->lfd, .events = POLLIN };
+		if (poll(&p, 1, 0) == 0)
+			shutdown(s->lfd, SHUT_RDWR);
 		pthread_join(s->thread, NULL);
 		s->running = false;
 	}

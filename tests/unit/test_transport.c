@@ -18,6 +18,8 @@
 #include "mail/transport.h"
 #include "tls_server.h"
 
+#define TRANSPORT_BLOCK 4096
+
 static char pki[256];
 
 static void pki_path(char *out, size_t cap, const char *name)
@@ -747,6 +749,63 @@ static void test_big_write_tls_records(void **state)
 	tls_server_free(srv);
 }
 
+static int hang_up_fn(struct tls_server_conn *c, void *arg)
+{
+	(void)c;
+	(void)arg;
+	return 0;  /* the thread closes the connection at once */
+}
+
+/* Writing to a peer that has gone must fail with a status, never raise
+ * SIGPIPE (which would kill the daemon). */
+static void write_after_peer_closed(bool tls)
+{
+	struct tls_server *srv = server_start(AF_INET, "server.pem", "server.key",
+	                                      tls, NULL, hang_up_fn, NULL);
+	struct transport_settings s = settings("localhost", tls_server_port(srv));
+	struct transport *t = NULL;
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(transport_connect(&s, &t, &err), DM_OK);
+	if (tls)
+		assert_int_equal(transport_start_tls(t, &err), DM_OK);
+	assert_int_equal(tls_server_stop(srv), 0);  /* server side closed */
+	static unsigned char block[TRANSPORT_BLOCK];
+	memset(block, 'x', sizeof(block));
+	enum dm_status st = DM_OK;
+	for (int i = 0; i < 200 && st == DM_OK; i++) {
+		st = transport_write(t, block, sizeof(block), &err);
+		if (st == DM_OK)
+			st = transport_flush(t, &err);
+	}
+	assert_true(st == DM_ENET || st == DM_ETLS);
+	assert_non_null(strstr(err.msg, "localhost:"));
+	transport_close(t);
+	tls_server_free(srv);
+}
+
+static void test_write_after_close_plain(void **state)
+{
+	(void)state;
+	write_after_peer_closed(false);
+}
+
+static void test_write_after_close_tls(void **state)
+{
+	(void)state;
+	write_after_peer_closed(true);
+}
+
+static void test_server_stop_without_client(void **state)
+{
+	(void)state;
+	struct tls_server *srv = server_start(AF_INET, NULL, NULL, false, NULL,
+	                                      NULL, NULL);
+	assert_int_equal(tls_server_stop(srv), -1);
+	assert_true(tls_server_error(srv)[0] != '\0');
+	tls_server_free(srv);
+}
+
 /* ---- channel binding --------------------------------------------------- */
 
 static void channel_binding(const char *priority, const char *version,
@@ -826,6 +885,9 @@ int main(void)
 		cmocka_unit_test(test_coalesce_plain),
 		cmocka_unit_test(test_coalesce_tls),
 		cmocka_unit_test(test_big_write_tls_records),
+		cmocka_unit_test(test_write_after_close_plain),
+		cmocka_unit_test(test_write_after_close_tls),
+		cmocka_unit_test(test_server_stop_without_client),
 		cmocka_unit_test(test_cb_tls13_exporter),
 		cmocka_unit_test(test_cb_tls12_unique),
 	};
