@@ -661,9 +661,8 @@ static void reg_buf_add(struct reg_buf *b, const char *fmt, ...)
 
 static int reg_collect(const struct registry_entry *e, void *ctx)
 {
-	struct dm_err ignored;
 	return reg_items_push(ctx, e->key, e->value, e->schema != NULL,
-	                      &ignored) ? 1 : 0;
+	                      NULL) ? 1 : 0;
 }
 
 static size_t reg_section_len(const char *name)
