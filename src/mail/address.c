@@ -312,7 +312,7 @@ enum dm_status address_parse(const char *text, struct address *out,
 	const char *s = text ? text : "";
 	size_t len = strlen(s);
 	size_t lt = len, gt = len;
-	bool inq = false;
+	bool inq = false, seen_at = false;
 	enum dm_status st;
 
 	memset(&a, 0, sizeof(a));
@@ -358,7 +358,9 @@ enum dm_status address_parse(const char *text, struct address *out,
 			if (lt == len || gt != len)
 				ADDRESS_FAIL(err, s, "'%c' outside quotes: one address "
 				             "expected (lists are separated by ',')", s[i]);
-		} else if (s[i] == ':' && lt == len) {
+		} else if (s[i] == '@') {
+			seen_at = true;
+		} else if (s[i] == ':' && lt == len && !seen_at) {
 			ADDRESS_FAIL(err, s, "':' outside quotes (group syntax "
 			             "'name: a@b;' is not supported)");
 		}

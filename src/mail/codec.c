@@ -347,11 +347,15 @@ static enum dm_status codec_words(struct codec_out *w, const unsigned char *s,
 
 	if (!codec_utf8_valid((const char *)s, len))
 		return dm_err_set(err, DM_EINVAL, "text is not valid UTF-8");
-	for (size_t k = 0; k < len; k++)
+	size_t chars = 0;
+	for (size_t k = 0; k < len; k += codec_utf8_seq(s + k, len - k)) {
+		chars++;
 		if (!codec_q_plain(s[k]) && s[k] != ' ')
 			escaped++;
-	/* Q is readable and shorter while under about a third is escaped. */
-	use_b = escaped * 3 > len;
+	}
+	/* Q keeps mostly-Latin text readable; B is shorter once at least half
+	 * of the characters need escaping (CJK, Cyrillic, ...). */
+	use_b = escaped * 2 > chars;
 	if (first_max < 20)
 		first_max = 20;
 	if (first_max > CODEC_WORD_MAX)
