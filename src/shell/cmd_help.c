@@ -58,7 +58,7 @@ static void help_list(FILE *out)
 	for (size_t i = 0; i < n; i++)
 		fprintf(out, "  %-10s %s\n", t[i]->name, t[i]->summary);
 	fprintf(out, "HELP COMMAND shows a command's usage; HELP Section/Key "
-	             "describes a registry key (REG -a lists them).\n");
+	             "describes a registry key\n(REG -a lists the keys).\n");
 }
 
 static void help_command(FILE *out, const struct shell_command *c)
