@@ -10,6 +10,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -143,6 +144,18 @@ static void plain_echo(int family, const char *host)
 	assert_false(transport_tls_info(t)->active);
 	round_trip(t, "EHLO devmail.test\r\n");
 	round_trip(t, "QUIT\r\n");
+	/* Nagle off; quick ACKs re-armed by the last read (Linux leaves
+	 * quick-ACK mode on its own once the exchange looks interactive). */
+	int v = 0;
+	socklen_t vl = sizeof(v);
+	assert_int_equal(getsockopt(transport_fd(t), IPPROTO_TCP, TCP_NODELAY,
+	                            &v, &vl), 0);
+	assert_int_equal(v, 1);
+	v = 0;
+	vl = sizeof(v);
+	assert_int_equal(getsockopt(transport_fd(t), IPPROTO_TCP, TCP_QUICKACK,
+	                            &v, &vl), 0);
+	assert_int_equal(v, 1);
 	const struct transport_stats *stats = transport_stats(t);
 	assert_int_equal(stats->bytes_out, 25);
 	assert_int_equal(stats->bytes_in, 25);
