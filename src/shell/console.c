@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <histedit.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -29,6 +30,15 @@ const char *shell_prompt(struct shell *sh, char *buf, size_t cap)
 	}
 	snprintf(buf, cap, "%s /> ", host);
 	return buf;
+}
+
+/* Ctrl-C abandons the line being typed instead of ending the console. */
+static volatile sig_atomic_t console_interrupted;
+
+static void console_on_sigint(int sig)
+{
+	(void)sig;
+	console_interrupted = 1;
 }
 
 struct console {
@@ -92,12 +102,26 @@ static int console_tty(struct shell *sh)
 	el_set(el, EL_CLIENTDATA, &c);
 	el_set(el, EL_PROMPT, console_prompt_fn);
 
+	/* No SA_RESTART: the read inside el_gets() returns EINTR. */
+	struct sigaction sa, old_sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = console_on_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_sa);
+
 	fprintf(shell_out(sh), "devmail console: HELP lists the commands, EXIT leaves.\n");
 	fflush(shell_out(sh));
 	while (!shell_exit_requested(sh)) {
 		int count = 0;
 		shell_prompt(sh, c.prompt, sizeof(c.prompt));
+		console_interrupted = 0;
 		const char *line = el_gets(el, &count);
+		if (console_interrupted) {
+			/* Drop what was typed; a fresh prompt follows. */
+			el_reset(el);
+			fputc('\n', shell_out(sh));
+			continue;
+		}
 		if (!line || count <= 0) {
 			fputc('\n', shell_out(sh));
 			break;
@@ -114,6 +138,7 @@ static int console_tty(struct shell *sh)
 	}
 	el_end(el);
 	history_end(hist);
+	sigaction(SIGINT, &old_sa, NULL);
 	return EX_OK;
 }
 

@@ -250,6 +250,13 @@ def test_interactive(root):
         command(p, "REG Email/MailHost", "Email/MailHost = mail.example.com",
                 "import restored the key")
         command(p, "NOPE", "unknown command 'NOPE'", "interactive unknown command")
+        # Ctrl-C drops the half-typed line and keeps the console.
+        p.send("REG Email/Port = 1")
+        p.expect("REG Email/Port = 1")
+        p.send("\x03")
+        check("Ctrl-C gives a fresh prompt", p.expect(PROMPT), repr(p.buf[-300:]))
+        out = command(p, "REG Email/Port", "Email/Port = 2525", "console alive after Ctrl-C")
+        check("Ctrl-C discarded the typed line", "Email/Port = 1" not in out, repr(out))
         p.send("EXIT\r")
         st = p.wait_exit()
         check("EXIT ends the console with status 0",
