@@ -1,0 +1,1058 @@
+/*
+ * test_outbox.c - the durable outbox: backoff table, enqueue durability,
+ * delivery outcomes, max age, locking, batches, stale tmp cleanup, two
+ * concurrent deliverers, and SIGKILL at random points (outboxcrash).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/paths.h"
+#include "mail/outbox.h"
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static void make_root(char *root, size_t cap)
+{
+	const char *t = getenv("TMPDIR");
+	snprintf(root, cap, "%s/dm-outbox-XXXXXX", t && *t ? t : "/tmp");
+	assert_non_null(mkdtemp(root));
+}
+
+static void rm_rf(const char *path)
+{
+	char cmd[DM_PATH_MAX + 32];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	assert_int_equal(system(cmd), 0);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+
+	if (!f)
+		return NULL;
+	for (;;) {
+		if (n + 4096 + 1 > cap) {
+			cap = (n + 4096 + 1) * 2;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+		size_t r = fread(buf + n, 1, 4096, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+static size_t count_entries(const char *root, const char *sub)
+{
+	char path[DM_PATH_MAX];
+	size_t n = 0;
+	snprintf(path, sizeof(path), "%s/spool/%s", root, sub);
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static bool log_has(const char *root, const char *needle)
+{
+	char path[DM_PATH_MAX];
+	snprintf(path, sizeof(path), "%s/log/system.log", root);
+	char *s = slurp(path, NULL);
+	bool found = s && strstr(s, needle);
+	free(s);
+	return found;
+}
+
+/* A source over memory that hands out at most `chunk` bytes per read. */
+struct memsrc {
+	const char *p;
+	size_t len, off, chunk;
+	size_t fail_at;   /* fail with DM_EIO once off reaches this; 0: never */
+};
+
+static enum dm_status memsrc_read(void *ctx, char *buf, size_t cap, size_t *got,
+                                  struct dm_err *err)
+{
+	struct memsrc *m = ctx;
+	size_t n = m->len - m->off;
+	if (m->fail_at && m->off >= m->fail_at) {
+		*got = 0;
+		return dm_err_set(err, DM_EIO, "test source: disk gone");
+	}
+	if (n > cap)
+		n = cap;
+	if (m->chunk && n > m->chunk)
+		n = m->chunk;
+	memcpy(buf, m->p + m->off, n);
+	m->off += n;
+	*got = n;
+	return DM_OK;
+}
+
+static char *read_source(const struct mail_source *src, size_t *len)
+{
+	size_t cap = 1 << 16, n = 0;
+	char *buf = malloc(cap);
+	assert_non_null(buf);
+	for (;;) {
+		size_t got = 0;
+		if (n + 4096 > cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			assert_non_null(buf);
+		}
+		assert_int_equal(src->read(src->ctx, buf + n, cap - n - 1, &got, NULL), DM_OK);
+		if (got == 0)
+			break;
+		n += got;
+	}
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+static const char MSG1[] =
+	"From: device@example.com\r\nTo: ops@example.com\r\nSubject: hi\r\n\r\nbody line\r\n";
+
+struct clockctx {
+	time_t now;
+	double u;
+};
+
+static time_t fake_clock(void *ctx) { return ((struct clockctx *)ctx)->now; }
+static double fake_jitter(void *ctx) { return ((struct clockctx *)ctx)->u; }
+
+static struct outbox *open_fake(const char *root, struct clockctx *cc)
+{
+	struct outbox_options opt = {
+		.clock = fake_clock, .jitter = fake_jitter, .hook_ctx = cc,
+	};
+	struct outbox *ob = NULL;
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(outbox_open(root, &opt, &ob, &err), DM_OK);
+	return ob;
+}
+
+static void enqueue_text(struct outbox *ob, const char *text, size_t nrcpt,
+                         char id[OUTBOX_ID_MAX])
+{
+	static const char *const rcpt[] = { "ops@example.com", "boss@example.com",
+	                                    "third@example.com" };
+	struct outbox_envelope env = { "device@example.com", rcpt, nrcpt };
+	struct memsrc ms = { text, strlen(text), 0, 5, 0 };
+	struct mail_source src = { memsrc_read, &ms };
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(outbox_enqueue(ob, &env, &src, id, &err), DM_OK);
+	assert_true(id[0] != '\0');
+}
+
+/* ---- backoff and classification ---------------------------------------------- */
+
+static void test_backoff_table(void **state)
+{
+	static const struct {
+		long min, max;
+		unsigned attempts;
+		double u;
+		long want;
+	} rows[] = {
+		{ 60, 3600, 1, 0.0, 60 },     { 60, 3600, 2, 0.0, 120 },
+		{ 60, 3600, 3, 0.0, 240 },    { 60, 3600, 4, 0.0, 480 },
+		{ 60, 3600, 5, 0.0, 960 },    { 60, 3600, 6, 0.0, 1920 },
+		{ 60, 3600, 7, 0.0, 3600 },   /* 3840 capped */
+		{ 60, 3600, 8, 0.0, 3600 },   { 60, 3600, 1000, 0.0, 3600 },
+		{ 60, 3600, 1, 1.0, 66 },     { 60, 3600, 1, -1.0, 54 },
+		{ 60, 3600, 2, 0.5, 126 },    { 60, 3600, 2, -0.5, 114 },
+		{ 60, 3600, 7, 1.0, 3600 },   /* jitter never exceeds the cap */
+		{ 60, 3600, 7, -1.0, 3240 },  { 60, 3600, 1, 7.0, 66 }, /* u clamped */
+		{ 0, 0, 1, 0.0, 60 },         { 0, 0, 9, 0.0, 3600 },   /* defaults */
+		{ 10, 100, 4, 0.0, 80 },      { 10, 100, 5, 0.0, 100 },
+		{ 1, 1, 5, -1.0, 1 },         /* never below 1 s */
+		{ 500, 100, 1, 0.0, 100 },    /* min above max: max wins */
+		{ 60, 3600, 0, 0.0, 60 },     /* attempts 0 treated as first */
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		long got = outbox_backoff(rows[i].min, rows[i].max, rows[i].attempts, rows[i].u);
+		if (got != rows[i].want)
+			fail_msg("row %zu: backoff(%ld, %ld, %u, %.2f) = %ld, want %ld", i,
+			         rows[i].min, rows[i].max, rows[i].attempts, rows[i].u,
+			         got, rows[i].want);
+	}
+}
+
+static void test_temporary_classification(void **state)
+{
+	(void)state;
+	for (int s = DM_OK; s <= DM_EBUSY; s++) {
+		bool want = s == DM_ETEMPFAIL || s == DM_ENET || s == DM_ETIMEOUT ||
+		            s == DM_EBUSY;
+		if (outbox_status_is_temporary((enum dm_status)s) != want)
+			fail_msg("status %s classified wrongly", dm_status_str((enum dm_status)s));
+	}
+}
+
+/* ---- enqueue ---------------------------------------------------------------------- */
+
+struct bigwriter {
+	size_t total;
+};
+
+static enum dm_status big_write(void *ctx, int fd, struct dm_err *err)
+{
+	struct bigwriter *b = ctx;
+	char chunk[8192];
+	for (size_t off = 0; off < b->total; off += sizeof(chunk)) {
+		for (size_t i = 0; i < sizeof(chunk); i++)
+			chunk[i] = (char)('a' + (off / sizeof(chunk) + i) % 26);
+		size_t n = b->total - off < sizeof(chunk) ? b->total - off : sizeof(chunk);
+		if (write(fd, chunk, n) != (ssize_t)n)
+			return dm_err_set(err, DM_EIO, "short write");
+	}
+	return DM_OK;
+}
+
+struct listed {
+	size_t n;
+	char id[8][OUTBOX_ID_MAX];
+	unsigned attempts[8];
+	time_t next[8];
+	char error[8][600];
+	uint64_t size[8];
+	size_t nrcpt[8];
+	long age[8];
+};
+
+static int collect(void *ctx, const struct outbox_item *it)
+{
+	struct listed *l = ctx;
+	if (l->n < 8) {
+		snprintf(l->id[l->n], OUTBOX_ID_MAX, "%s", it->id);
+		l->attempts[l->n] = it->attempts;
+		l->next[l->n] = it->next_try;
+		snprintf(l->error[l->n], sizeof(l->error[0]), "%s", it->last_error);
+		l->size[l->n] = it->size;
+		l->nrcpt[l->n] = it->nrcpt;
+		l->age[l->n] = it->age;
+	}
+	l->n++;
+	return 0;
+}
+
+static void test_enqueue_durable(void **state)
+{
+	char root[DM_PATH_MAX], path[DM_PATH_MAX + 128], id[OUTBOX_ID_MAX], id2[OUTBOX_ID_MAX];
+	struct clockctx cc = { 1700000000, 0 };
+	struct dm_err err;
+	size_t len;
+	(void)state;
+
+	make_root(root, sizeof(root));
+	struct outbox *ob = open_fake(root, &cc);
+	enqueue_text(ob, MSG1, 2, id);
+
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/msg", root, id);
+	char *body = slurp(path, &len);
+	assert_non_null(body);
+	assert_int_equal(len, strlen(MSG1));
+	assert_memory_equal(body, MSG1, len);
+	free(body);
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, id);
+	char *env = slurp(path, NULL);
+	assert_non_null(env);
+	assert_non_null(strstr(env, "DEVMAIL-OUTBOX 1\n"));
+	assert_non_null(strstr(env, "rcpt boss@example.com\n"));
+	assert_non_null(strstr(env, "\nend\n"));
+	free(env);
+	assert_int_equal(count_entries(root, "tmp"), 0);
+	assert_int_equal(count_entries(root, "queue"), 1);
+
+	char want[256];
+	snprintf(want, sizeof(want), "queued %s from device@example.com to 2 recipients (%zu bytes)",
+	         id, strlen(MSG1));
+	assert_true(log_has(root, want));
+
+	/* A 3 MB message through the writer callback. */
+	struct bigwriter bw = { 3u << 20 };
+	static const char *const one[] = { "ops@example.com" };
+	struct outbox_envelope e1 = { "", one, 1 };
+	dm_err_clear(&err);
+	assert_int_equal(outbox_enqueue_writer(ob, &e1, big_write, &bw, id2, &err), DM_OK);
+	assert_string_not_equal(id, id2);
+	struct listed l = { 0 };
+	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, collect, &l, NULL), DM_OK);
+	assert_int_equal(l.n, 2);
+	/* listed in id order = enqueue order */
+	assert_string_equal(l.id[0], id);
+	assert_int_equal(l.size[0], strlen(MSG1));
+	assert_int_equal(l.nrcpt[0], 2);
+	assert_string_equal(l.id[1], id2);
+	assert_int_equal(l.size[1], 3u << 20);
+	assert_int_equal(l.attempts[1], 0);
+	assert_int_equal(l.next[1], cc.now);
+
+	/* Bad input changes nothing. */
+	static const char *const bad[] = { "ops@example.com\r\nRCPT TO:<x@evil>" };
+	struct outbox_envelope eb = { "device@example.com", bad, 1 };
+	struct memsrc ms = { MSG1, strlen(MSG1), 0, 0, 0 };
+	struct mail_source src = { memsrc_read, &ms };
+	dm_err_clear(&err);
+	assert_int_equal(outbox_enqueue(ob, &eb, &src, id2, &err), DM_EINVAL);
+	assert_non_null(strstr(err.msg, "control character"));
+	struct outbox_envelope e0 = { "device@example.com", one, 0 };
+	dm_err_clear(&err);
+	assert_int_equal(outbox_enqueue(ob, &e0, &src, id2, &err), DM_EINVAL);
+	/* A source failing half way: its error comes back, nothing is left. */
+	static char big[200000];
+	memset(big, 'x', sizeof(big));
+	struct memsrc failing = { big, sizeof(big), 0, 4096, 100000 };
+	struct mail_source fsrc = { memsrc_read, &failing };
+	dm_err_clear(&err);
+	assert_int_equal(outbox_enqueue(ob, &e1, &fsrc, id2, &err), DM_EIO);
+	assert_string_equal(err.msg, "test source: disk gone");
+	assert_string_equal(id2, "");
+	assert_int_equal(count_entries(root, "queue"), 2);
+	assert_int_equal(count_entries(root, "tmp"), 0);
+
+	outbox_close(ob);
+	rm_rf(root);
+}
+
+/* ---- delivery outcomes ----------------------------------------------------------- */
+
+struct rule {
+	const char *id;
+	enum dm_status status;
+	int code;
+	const char *text;
+};
+
+struct dctx {
+	struct rule rules[8];
+	size_t nrules;
+	unsigned calls;
+	const char *expect_body;
+};
+
+static enum dm_status rule_deliver(void *ctx, const struct outbox_item *item,
+                                   const struct mail_source *msg, char *detail,
+                                   size_t cap, struct dm_err *err)
+{
+	struct dctx *d = ctx;
+	size_t len;
+	char *body = read_source(msg, &len);
+	d->calls++;
+	assert_int_equal(len, item->size);
+	if (d->expect_body) {
+		assert_int_equal(len, strlen(d->expect_body));
+		assert_memory_equal(body, d->expect_body, len);
+	}
+	free(body);
+	for (size_t i = 0; i < d->nrules; i++) {
+		if (strcmp(d->rules[i].id, item->id) != 0)
+			continue;
+		if (d->rules[i].status == DM_OK) {
+			snprintf(detail, cap, "server mx.example.com TLS1.3 AUTH PLAIN reply 250 2.0.0 queued as X");
+			return DM_OK;
+		}
+		err->smtp_code = d->rules[i].code;
+		snprintf(err->enhanced, sizeof(err->enhanced), "%d.1.1", d->rules[i].code / 100);
+		snprintf(err->server_text, sizeof(err->server_text), "%s", d->rules[i].text);
+		return dm_err_set(err, d->rules[i].status, "RCPT TO refused");
+	}
+	fail_msg("unexpected delivery of %s", item->id);
+	return DM_EINVAL;
+}
+
+static void test_delivery_outcomes(void **state)
+{
+	char root[DM_PATH_MAX], a[OUTBOX_ID_MAX], b[OUTBOX_ID_MAX], c[OUTBOX_ID_MAX],
+	     d[OUTBOX_ID_MAX], want[512];
+	struct clockctx cc = { 1700000000, 0 };
+	struct outbox_stats stats = { 0 };
+	struct dm_err err;
+	(void)state;
+
+	make_root(root, sizeof(root));
+	struct outbox *ob = open_fake(root, &cc);
+	enqueue_text(ob, MSG1, 1, a);
+	enqueue_text(ob, MSG1, 1, b);
+	enqueue_text(ob, MSG1, 1, c);
+	enqueue_text(ob, MSG1, 3, d);
+
+	struct dctx dc = { .expect_body = MSG1 };
+	dc.rules[dc.nrules++] = (struct rule){ a, DM_OK, 250, "" };
+	dc.rules[dc.nrules++] = (struct rule){ b, DM_EPERMFAIL, 550, "no such user" };
+	dc.rules[dc.nrules++] = (struct rule){ c, DM_ETEMPFAIL, 451, "greylisted" };
+	dc.rules[dc.nrules++] = (struct rule){ d, DM_ENET, 0, "" };
+	dm_err_clear(&err);
+	assert_int_equal(outbox_deliver(ob, NULL, rule_deliver, &dc, &stats, &err), DM_OK);
+	assert_int_equal(dc.calls, 4);
+	assert_int_equal(stats.sent, 1);
+	assert_int_equal(stats.failed, 1);
+	assert_int_equal(stats.deferred, 2);
+	assert_int_equal(stats.busy, 0);
+
+	/* delivered: gone */
+	struct listed q = { 0 }, f = { 0 };
+	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, collect, &q, NULL), DM_OK);
+	assert_int_equal(q.n, 2);
+	assert_string_equal(q.id[0], c);
+	assert_string_equal(q.id[1], d);
+	/* temporary: attempts and next try recorded */
+	assert_int_equal(q.attempts[0], 1);
+	assert_int_equal(q.next[0], cc.now + 60);
+	assert_non_null(strstr(q.error[0], "451 4.1.1 greylisted"));
+	assert_int_equal(q.attempts[1], 1);
+	assert_non_null(strstr(q.error[1], "RCPT TO refused"));
+	/* permanent: in failed with the reason */
+	assert_int_equal(outbox_list(ob, OUTBOX_FAILED, collect, &f, NULL), DM_OK);
+	assert_int_equal(f.n, 1);
+	assert_string_equal(f.id[0], b);
+	assert_non_null(strstr(f.error[0], "550 5.1.1 no such user"));
+	assert_int_equal(count_entries(root, "tmp"), 0);
+
+	snprintf(want, sizeof(want), "sent %s server mx.example.com TLS1.3", a);
+	assert_true(log_has(root, want));
+	snprintf(want, sizeof(want), "failed %s: RCPT TO refused (server said: 550 5.1.1 no such user)", b);
+	assert_true(log_has(root, want));
+	snprintf(want, sizeof(want), "deferred %s: RCPT TO refused (server said: 451 4.1.1 greylisted); next try in 60s", c);
+	assert_true(log_has(root, want));
+
+	/* Nothing is due yet: no callback. */
+	dc.calls = 0;
+	assert_int_equal(outbox_deliver(ob, NULL, rule_deliver, &dc, NULL, NULL), DM_OK);
+	assert_int_equal(dc.calls, 0);
+
+	/* Retry state survives a restart; the second failure doubles the delay
+	 * (jitter +10 %: 120 -> 132). */
+	outbox_close(ob);
+	cc.now += 60;
+	cc.u = 1.0;
+	ob = open_fake(root, &cc);
+	memset(&stats, 0, sizeof(stats));
+	assert_int_equal(outbox_deliver(ob, NULL, rule_deliver, &dc, &stats, NULL), DM_OK);
+	assert_int_equal(dc.calls, 2);
+	assert_int_equal(stats.deferred, 2);
+	memset(&q, 0, sizeof(q));
+	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, collect, &q, NULL), DM_OK);
+	assert_int_equal(q.attempts[0], 2);
+	assert_int_equal(q.next[0], cc.now + 132);
+	assert_int_equal(q.age[0], 60);
+	time_t d_next = q.next[1];
+	assert_int_equal(d_next, cc.now + 132);
+
+	/* Max age exceeded: a temporary failure now moves it to failed. */
+	cc.now += OUTBOX_DEFAULT_MAX_AGE;
+	dc.calls = 0;
+	memset(&stats, 0, sizeof(stats));
+	dm_err_clear(&err);
+	assert_int_equal(outbox_deliver(ob, c, rule_deliver, &dc, &stats, &err), DM_ETEMPFAIL);
+	assert_int_equal(err.smtp_code, 451);
+	assert_int_equal(stats.failed, 1);
+	memset(&f, 0, sizeof(f));
+	assert_int_equal(outbox_list(ob, OUTBOX_FAILED, collect, &f, NULL), DM_OK);
+	assert_int_equal(f.n, 2);
+	assert_string_equal(f.id[1], c);
+	assert_int_equal(f.attempts[1], 3);
+	assert_non_null(strstr(f.error[1], "expired after"));
+	assert_non_null(strstr(f.error[1], "greylisted"));
+	snprintf(want, sizeof(want), "failed %s: expired after", c);
+	assert_true(log_has(root, want));
+
+	/* retry_now / delete / unknown ids */
+	dm_err_clear(&err);
+	assert_int_equal(outbox_retry_now(ob, "20000101T000000-000000-1-deadbeef", NULL, &err),
+	                 DM_ENOTFOUND);
+	assert_non_null(strstr(err.msg, "20000101T000000-000000-1-deadbeef"));
+	dm_err_clear(&err);
+	assert_int_equal(outbox_retry_now(ob, "../queue", NULL, &err), DM_EINVAL);
+	dm_err_clear(&err);
+	assert_int_equal(outbox_delete(ob, "nope", &err), DM_ENOTFOUND);
+	assert_non_null(strstr(err.msg, "nope"));
+	dm_err_clear(&err);
+	assert_int_equal(outbox_deliver(ob, "nope", rule_deliver, &dc, NULL, &err), DM_ENOTFOUND);
+	time_t when = 0;
+	assert_int_equal(outbox_next_due(ob, &when, NULL), DM_OK);
+	assert_int_equal(when, d_next);   /* d is the only one left queued */
+	unsigned n = 0;
+	assert_int_equal(outbox_retry_now(ob, d, &n, NULL), DM_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(outbox_next_due(ob, &when, NULL), DM_OK);
+	assert_int_equal(when, cc.now);
+	assert_int_equal(outbox_delete(ob, b, NULL), DM_OK);   /* from failed */
+	assert_int_equal(outbox_delete(ob, d, NULL), DM_OK);   /* from queue */
+	assert_int_equal(count_entries(root, "queue"), 0);
+	assert_int_equal(count_entries(root, "failed"), 1);
+	assert_int_equal(count_entries(root, "tmp"), 0);
+	assert_int_equal(outbox_next_due(ob, &when, NULL), DM_ENOTFOUND);
+	outbox_close(ob);
+	rm_rf(root);
+}
+
+/* ---- locking ------------------------------------------------------------------------- */
+
+static void test_locked_message_skipped(void **state)
+{
+	char root[DM_PATH_MAX], id[OUTBOX_ID_MAX], path[DM_PATH_MAX + 128];
+	struct clockctx cc = { 1700000000, 0 };
+	struct outbox_stats stats = { 0 };
+	struct dm_err err;
+	(void)state;
+
+	make_root(root, sizeof(root));
+	struct outbox *ob = open_fake(root, &cc);
+	enqueue_text(ob, MSG1, 1, id);
+	/* Another deliverer: the lock is on queue/<id>/msg (docs/outbox.md). */
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/msg", root, id);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+
+	struct dctx dc = { .expect_body = MSG1 };
+	dc.rules[dc.nrules++] = (struct rule){ id, DM_OK, 250, "" };
+	assert_int_equal(outbox_deliver(ob, NULL, rule_deliver, &dc, &stats, NULL), DM_OK);
+	assert_int_equal(dc.calls, 0);
+	assert_int_equal(stats.busy, 1);
+	dm_err_clear(&err);
+	assert_int_equal(outbox_deliver(ob, id, rule_deliver, &dc, NULL, &err), DM_EBUSY);
+	dm_err_clear(&err);
+	assert_int_equal(outbox_delete(ob, id, &err), DM_EBUSY);
+	dm_err_clear(&err);
+	assert_int_equal(outbox_retry_now(ob, id, NULL, &err), DM_EBUSY);
+	close(fd);
+	assert_int_equal(outbox_deliver(ob, id, rule_deliver, &dc, NULL, NULL), DM_OK);
+	assert_int_equal(dc.calls, 1);
+	assert_int_equal(count_entries(root, "queue"), 0);
+	outbox_close(ob);
+	rm_rf(root);
+}
+
+/* ---- batches ---------------------------------------------------------------------------- */
+
+struct bctx {
+	unsigned calls;
+	size_t sizes[8];
+	char temp_id[OUTBOX_ID_MAX];
+	char skip_id[OUTBOX_ID_MAX];
+};
+
+static void batch_fn(void *ctx, size_t n, const struct outbox_item *items,
+                     const struct mail_source *msgs, struct outbox_outcome *out)
+{
+	struct bctx *b = ctx;
+	if (b->calls < 8)
+		b->sizes[b->calls] = n;
+	b->calls++;
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		char *body = read_source(&msgs[i], &len);
+		assert_int_equal(len, strlen(MSG1));
+		assert_memory_equal(body, MSG1, len);
+		free(body);
+		assert_int_equal(out[i].status, DM_EIO);   /* preset */
+		if (!strcmp(items[i].id, b->skip_id))
+			continue;                          /* left at the preset */
+		if (!strcmp(items[i].id, b->temp_id)) {
+			out[i].status = dm_err_set(&out[i].err, DM_ENET, "connection lost");
+			continue;
+		}
+		out[i].status = DM_OK;
+		snprintf(out[i].detail, sizeof(out[i].detail), "batch %u", b->calls);
+	}
+}
+
+static void test_batch_delivery(void **state)
+{
+	char root[DM_PATH_MAX], ids[5][OUTBOX_ID_MAX];
+	struct clockctx cc = { 1700000000, 0 };
+	struct outbox_stats stats = { 0 };
+	(void)state;
+
+	make_root(root, sizeof(root));
+	struct outbox *ob = open_fake(root, &cc);
+	for (int i = 0; i < 5; i++)
+		enqueue_text(ob, MSG1, 1, ids[i]);
+	struct bctx b = { 0 };
+	snprintf(b.temp_id, sizeof(b.temp_id), "%s", ids[2]);
+	snprintf(b.skip_id, sizeof(b.skip_id), "%s", ids[4]);
+	assert_int_equal(outbox_deliver_due(ob, 2, batch_fn, &b, &stats, NULL), DM_OK);
+	assert_int_equal(b.calls, 3);
+	assert_int_equal(b.sizes[0], 2);
+	assert_int_equal(b.sizes[1], 2);
+	assert_int_equal(b.sizes[2], 1);
+	assert_int_equal(stats.sent, 3);
+	assert_int_equal(stats.deferred, 1);
+	assert_int_equal(stats.failed, 1);
+	struct listed f = { 0 }, q = { 0 };
+	assert_int_equal(outbox_list(ob, OUTBOX_FAILED, collect, &f, NULL), DM_OK);
+	assert_int_equal(f.n, 1);
+	assert_string_equal(f.id[0], ids[4]);
+	assert_non_null(strstr(f.error[0], "not attempted"));
+	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, collect, &q, NULL), DM_OK);
+	assert_int_equal(q.n, 1);
+	assert_string_equal(q.id[0], ids[2]);
+	assert_string_equal(q.error[0], "connection lost");
+	outbox_close(ob);
+	rm_rf(root);
+}
+
+/* ---- crash leftovers ------------------------------------------------------------------- */
+
+static void test_stale_tmp_cleaned(void **state)
+{
+	char root[DM_PATH_MAX], path[DM_PATH_MAX + 128], id[OUTBOX_ID_MAX];
+	struct clockctx cc = { 1700000000, 0 };
+	(void)state;
+
+	make_root(root, sizeof(root));
+	struct outbox *ob = open_fake(root, &cc);
+	enqueue_text(ob, MSG1, 1, id);
+	outbox_close(ob);
+
+	/* Leftovers of a crashed enqueue and a crashed removal. */
+	snprintf(path, sizeof(path), "%s/spool/tmp/20990101T000000-000001-1-00000000", root);
+	assert_int_equal(mkdir(path, 0700), 0);
+	strcat(path, "/msg");
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("partial", fp);
+	fclose(fp);
+	snprintf(path, sizeof(path), "%s/spool/tmp/20990101T000000-000002-1-00000000.del", root);
+	assert_int_equal(mkdir(path, 0700), 0);
+
+	/* While someone is between steps (shared spool lock), nothing goes. */
+	snprintf(path, sizeof(path), "%s/spool/lock", root);
+	int lfd = open(path, O_RDWR);
+	assert_true(lfd >= 0);
+	assert_int_equal(flock(lfd, LOCK_SH), 0);
+	ob = open_fake(root, &cc);
+	assert_int_equal(count_entries(root, "tmp"), 2);
+	outbox_close(ob);
+	close(lfd);
+
+	/* A queue entry marked failed by a move that was cut short. */
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, id);
+	size_t len;
+	char *env = slurp(path, &len);
+	char *st = strstr(env, "state queued");
+	assert_non_null(st);
+	memcpy(st, "state failed", 12);
+	assert_int_equal(paths_write_atomic(path, env, len, 0600, NULL), DM_OK);
+	free(env);
+
+	ob = open_fake(root, &cc);
+	assert_int_equal(count_entries(root, "tmp"), 0);
+	assert_int_equal(count_entries(root, "queue"), 0);
+	assert_int_equal(count_entries(root, "failed"), 1);
+	outbox_close(ob);
+
+	/* A spool entry in a format version we do not know is refused, named. */
+	snprintf(path, sizeof(path), "%s/spool/failed/%s/env", root, id);
+	const char *v9 = "DEVMAIL-OUTBOX 9\nend\n";
+	assert_int_equal(paths_write_atomic(path, v9, strlen(v9), 0600, NULL), DM_OK);
+	ob = open_fake(root, &cc);
+	struct listed l = { 0 };
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(outbox_list(ob, OUTBOX_FAILED, collect, &l, &err), DM_EINVAL);
+	assert_non_null(strstr(err.msg, "version 9"));
+	outbox_close(ob);
+	rm_rf(root);
+}
+
+/* ---- two processes at once ------------------------------------------------------------- */
+
+struct appendctx {
+	const char *path;
+};
+
+static enum dm_status append_deliver(void *ctx, const struct outbox_item *item,
+                                     const struct mail_source *msg, char *detail,
+                                     size_t cap, struct dm_err *err)
+{
+	struct appendctx *a = ctx;
+	char line[OUTBOX_ID_MAX + 2];
+	size_t len;
+	(void)detail;
+	(void)cap;
+	char *body = read_source(msg, &len);
+	free(body);
+	if (len != item->size)
+		return dm_err_set(err, DM_EINVAL, "short message");
+	int fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT, 0600);
+	if (fd < 0)
+		return dm_err_set(err, DM_EIO, "sink");
+	int n = snprintf(line, sizeof(line), "%s\n", item->id);
+	ssize_t w = write(fd, line, (size_t)n);
+	close(fd);
+	return w == n ? DM_OK : dm_err_set(err, DM_EIO, "sink write");
+}
+
+static void append_batch(void *ctx, size_t n, const struct outbox_item *items,
+                         const struct mail_source *msgs, struct outbox_outcome *out)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i].status = append_deliver(ctx, &items[i], &msgs[i], out[i].detail,
+		                               sizeof(out[i].detail), &out[i].err);
+}
+
+static void test_two_deliverers(void **state)
+{
+	enum { N = 200 };
+	char root[DM_PATH_MAX], sink[DM_PATH_MAX + 16];
+	static char ids[N][OUTBOX_ID_MAX];
+	struct clockctx cc = { 0, 0 };
+	int gate[2];
+	pid_t kids[2];
+	(void)state;
+
+	make_root(root, sizeof(root));
+	snprintf(sink, sizeof(sink), "%s/sink", root);
+	cc.now = time(NULL);
+	struct outbox *ob = open_fake(root, &cc);
+	for (int i = 0; i < N; i++)
+		enqueue_text(ob, MSG1, 1, ids[i]);
+	outbox_close(ob);
+
+	assert_int_equal(pipe(gate), 0);
+	for (int k = 0; k < 2; k++) {
+		kids[k] = fork();
+		assert_true(kids[k] >= 0);
+		if (kids[k] == 0) {
+			char c;
+			close(gate[1]);
+			/* Both start when the parent closes the gate. */
+			if (read(gate[0], &c, 1) != 0)
+				_exit(3);
+			struct outbox *o = NULL;
+			struct appendctx a = { sink };
+			struct outbox_stats s = { 0 };
+			if (outbox_open(root, NULL, &o, NULL) != DM_OK)
+				_exit(4);
+			/* One per-message deliverer, one batch deliverer. */
+			enum dm_status st = k == 0
+				? outbox_deliver(o, NULL, append_deliver, &a, &s, NULL)
+				: outbox_deliver_due(o, 7, append_batch, &a, &s, NULL);
+			outbox_close(o);
+			_exit(st == DM_OK && s.failed == 0 ? 0 : 5);
+		}
+	}
+	close(gate[0]);
+	close(gate[1]);
+	for (int k = 0; k < 2; k++) {
+		int status;
+		assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	/* Every id exactly once. */
+	char *all = slurp(sink, NULL);
+	assert_non_null(all);
+	size_t lines = 0;
+	for (char *p = all; *p; p++)
+		lines += *p == '\n';
+	assert_int_equal(lines, N);
+	for (int i = 0; i < N; i++) {
+		char needle[OUTBOX_ID_MAX + 2];
+		snprintf(needle, sizeof(needle), "%.63s\n", ids[i]);
+		char *first = strstr(all, needle);
+		if (!first)
+			fail_msg("%s never delivered", ids[i]);
+		if (strstr(first + 1, needle))
+			fail_msg("%s delivered twice", ids[i]);
+	}
+	free(all);
+	assert_int_equal(count_entries(root, "queue"), 0);
+	rm_rf(root);
+}
+
+/* ---- SIGKILL at random points ------------------------------------------------------------ */
+
+#define CRASH_RUNS 50
+#define CRASH_MSGS 6
+#define MAX_MARKS 4096
+
+struct marks {
+	char *line[MAX_MARKS];
+	size_t n;
+};
+
+static uint64_t xs(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+/* Runs argv with stdout on a pipe, collecting marker lines.  With
+ * kill_after > 0 the child is SIGKILLed after that many lines. */
+static int run_driver(char *const argv[], struct marks *m, size_t kill_after)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		close(p[1]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	FILE *f = fdopen(p[0], "r");
+	assert_non_null(f);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	bool killed = false;
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] == '\n')
+			line[n - 1] = '\0';
+		if (m->n < MAX_MARKS)
+			m->line[m->n++] = strdup(line);
+		if (kill_after && !killed && m->n >= kill_after) {
+			kill(pid, SIGKILL);
+			killed = true;
+		}
+	}
+	free(line);
+	fclose(f);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+static void marks_free(struct marks *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		free(m->line[i]);
+	m->n = 0;
+}
+
+static bool marks_has(const struct marks *m, const char *prefix, const char *id)
+{
+	char want[256];
+	snprintf(want, sizeof(want), "%.40s %.200s", prefix, id);
+	for (size_t i = 0; i < m->n; i++)
+		if (!strcmp(m->line[i], want))
+			return true;
+	return false;
+}
+
+/* Is there a "step N <name> <id>" marker? */
+static bool marks_step(const struct marks *m, const char *name, const char *id)
+{
+	char tail[256];
+	snprintf(tail, sizeof(tail), " %.40s %.200s", name, id);
+	size_t tl = strlen(tail);
+	for (size_t i = 0; i < m->n; i++) {
+		size_t l = strlen(m->line[i]);
+		if (!strncmp(m->line[i], "step ", 5) && l > tl && !strcmp(m->line[i] + l - tl, tail))
+			return true;
+	}
+	return false;
+}
+
+struct rec {
+	char id[OUTBOX_ID_MAX];
+	unsigned seq;
+};
+
+/* Parses a sink; checks each complete record against root/orig/<seq>.  A
+ * torn last record (the kill landed while the "server" was writing) is
+ * ignored only when `torn_ok`. */
+static size_t parse_sink(const char *root, const char *path, struct rec *recs,
+                         size_t max, bool torn_ok)
+{
+	size_t len, n = 0;
+	char *s = slurp(path, &len);
+	if (!s)
+		return 0;
+	size_t off = 0;
+	while (off < len) {
+		char id[OUTBOX_ID_MAX];
+		size_t blen;
+		int hl = 0;
+		if (sscanf(s + off, "REC %63s %zu\n%n", id, &blen, &hl) != 2 || hl == 0 ||
+		    off + (size_t)hl + blen + 1 > len) {
+			if (!torn_ok)
+				fail_msg("%s: torn record at %zu", path, off);
+			break;
+		}
+		const char *body = s + off + hl;
+		const char *x = strstr(body, "X-Seq: ");
+		assert_non_null(x);
+		unsigned seq = (unsigned)strtoul(x + 7, NULL, 10);
+		char opath[DM_PATH_MAX + 32];
+		snprintf(opath, sizeof(opath), "%s/orig/%u", root, seq);
+		size_t olen;
+		char *orig = slurp(opath, &olen);
+		assert_non_null(orig);
+		if (olen != blen || memcmp(orig, body, blen) != 0)
+			fail_msg("message seq %u (%s) delivered with different bytes", seq, id);
+		free(orig);
+		assert_true(n < max);
+		snprintf(recs[n].id, sizeof(recs[n].id), "%s", id);
+		recs[n].seq = seq;
+		n++;
+		off += (size_t)hl + blen + 1;
+	}
+	free(s);
+	return n;
+}
+
+static void test_sigkill_random_points(void **state)
+{
+	const char *bdir = getenv("DEVMAIL_BUILD_DIR");
+	char driver[DM_PATH_MAX];
+	unsigned self_kills = 0, outside_kills = 0, dups = 0;
+	(void)state;
+
+	snprintf(driver, sizeof(driver), "%s/outboxcrash", bdir && *bdir ? bdir : ".");
+	assert_int_equal(access(driver, X_OK), 0);
+
+	for (unsigned run = 0; run < CRASH_RUNS; run++) {
+		char root[DM_PATH_MAX], sink1[DM_PATH_MAX + 16], sink2[DM_PATH_MAX + 16];
+		char seedbuf[32], countbuf[16], killbuf[32];
+		uint64_t rng = 0x9e3779b97f4a7c15ull ^ (run * 0x100000001b3ull + 1);
+		struct marks m1 = { 0 }, m2 = { 0 };
+		size_t kill_after = 0;
+		long killstep = 0;
+
+		xs(&rng);
+		make_root(root, sizeof(root));
+		snprintf(sink1, sizeof(sink1), "%s/sink1", root);
+		snprintf(sink2, sizeof(sink2), "%s/sink2", root);
+		snprintf(seedbuf, sizeof(seedbuf), "%u", run + 1);
+		snprintf(countbuf, sizeof(countbuf), "%d", CRASH_MSGS);
+		/* Even runs: the driver kills itself at a chosen outbox step (every
+		 * step boundary gets hit across runs); odd runs: we kill it from
+		 * outside after a chosen number of marker lines (lands anywhere,
+		 * including inside a step). */
+		if (run % 2 == 0)
+			killstep = 1 + (long)(xs(&rng) % 75);
+		else
+			kill_after = 1 + (size_t)(xs(&rng) % 90);
+		snprintf(killbuf, sizeof(killbuf), "%ld", killstep);
+		char *argv1[] = { driver, "run", root, sink1, seedbuf, countbuf, killbuf, NULL };
+		int status = run_driver(argv1, &m1, kill_after);
+		bool crashed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+		if (!crashed) {
+			assert_true(WIFEXITED(status));
+			assert_int_equal(WEXITSTATUS(status), 0);
+			assert_true(m1.n > 0);
+			assert_string_equal(m1.line[m1.n - 1], "done");
+		} else if (run % 2 == 0) {
+			self_kills++;
+		} else {
+			outside_kills++;
+		}
+
+		char *argv2[] = { driver, "finish", root, sink2, NULL };
+		status = run_driver(argv2, &m2, 0);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+		assert_string_equal(m2.line[m2.n - 1], "done");
+
+		struct rec recs[64];
+		size_t n1 = parse_sink(root, sink1, recs, 64, crashed);
+		size_t n2 = parse_sink(root, sink2, recs + n1, 64 - n1, false);
+		size_t total = n1 + n2;
+
+		for (unsigned seq = 0; seq < CRASH_MSGS; seq++) {
+			char begin[32];
+			snprintf(begin, sizeof(begin), "%u", seq);
+			bool began = marks_has(&m1, "begin", begin);
+			bool queued = false;
+			for (size_t i = 0; i < m1.n; i++) {
+				unsigned s2;
+				if (sscanf(m1.line[i], "queued %u ", &s2) == 1 && s2 == seq)
+					queued = true;
+			}
+			unsigned count = 0;
+			const char *id = NULL;
+			for (size_t i = 0; i < total; i++)
+				if (recs[i].seq == seq) {
+					if (id && strcmp(id, recs[i].id))
+						fail_msg("run %u: seq %u delivered under two ids", run, seq);
+					id = recs[i].id;
+					count++;
+				}
+			if (queued && count == 0)
+				fail_msg("run %u: seq %u was queued but never delivered", run, seq);
+			if (!began && count)
+				fail_msg("run %u: seq %u delivered but never enqueued", run, seq);
+			if (count > 1) {
+				/* Allowed only when the kill fell after the "server" took
+				 * it and before the outbox recorded the delivery. */
+				bool window = crashed && marks_has(&m1, "accepting", id) &&
+				              !marks_step(&m1, "remove-rename", id);
+				if (!window || count > 2)
+					fail_msg("run %u: seq %u (%s) delivered %u times outside the crash window",
+					         run, seq, id, count);
+				dups++;
+			}
+		}
+		assert_int_equal(count_entries(root, "queue"), 0);
+		assert_int_equal(count_entries(root, "tmp"), 0);
+		assert_int_equal(count_entries(root, "failed"), 0);
+		marks_free(&m1);
+		marks_free(&m2);
+		rm_rf(root);
+	}
+	print_message("outbox crash: %u self-kills at steps, %u kills from outside, %u allowed duplicates\n",
+	              self_kills, outside_kills, dups);
+	/* The kills must actually have happened (the test cannot pass vacuously). */
+	assert_true(self_kills >= CRASH_RUNS / 4);
+	assert_true(outside_kills >= 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_backoff_table),
+		cmocka_unit_test(test_temporary_classification),
+		cmocka_unit_test(test_enqueue_durable),
+		cmocka_unit_test(test_delivery_outcomes),
+		cmocka_unit_test(test_locked_message_skipped),
+		cmocka_unit_test(test_batch_delivery),
+		cmocka_unit_test(test_stale_tmp_cleaned),
+		cmocka_unit_test(test_two_deliverers),
+		cmocka_unit_test(test_sigkill_random_points),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
