@@ -16,6 +16,8 @@ round trip; it is reported separately as client_flights.
 
 When a connection ends one line is appended to --stats (and to stderr):
     conn=N round_trips=R client_flights=F c2s_bytes=B s2c_bytes=B ms=T
+--trace FILE appends one line per chunk read (connection, ms since accept,
+direction, bytes, client flight number) to see where the flights come from.
 Stops on SIGTERM/SIGINT.
 """
 import argparse
@@ -62,6 +64,8 @@ def main():
     ap.add_argument('--delay-ms', type=float, default=50.0)
     ap.add_argument('--stats')
     ap.add_argument('--port', type=int, default=0)
+    ap.add_argument('--trace', help='append one line per chunk read: '
+                    'conn, ms since connect, direction, bytes')
     args = ap.parse_args()
     delay = args.delay_ms / 1000.0
 
@@ -145,6 +149,11 @@ def main():
                 data = b''
             if data:
                 conn.note(direction, len(data))
+                if args.trace:
+                    with open(args.trace, 'a') as f:
+                        f.write('conn=%d t=%.1f %s %d flight=%d\n' % (
+                            conn.id, (now - conn.t0) * 1000, direction,
+                            len(data), conn.client_flights))
             else:
                 conn.open[direction] = False
                 sel.unregister(src)
