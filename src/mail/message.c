@@ -210,16 +210,18 @@ static enum dm_status message_open(const char *what, const char *path, int *fd,
 	if (*fd < 0)
 		return dm_err_set(err, code, "%s '%s': cannot open: %s", what, path,
 		                  strerror(errno));
-	if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(*fd, &st) != 0) {
 		int e = errno;
-		bool reg = fstat(*fd, &st) == 0;
 		close(*fd);
 		*fd = -1;
-		if (reg)
-			return dm_err_set(err, code, "%s '%s': not a regular file",
-			                  what, path);
 		return dm_err_set(err, code, "%s '%s': cannot stat: %s", what, path,
 		                  strerror(e));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(*fd);
+		*fd = -1;
+		return dm_err_set(err, code, "%s '%s': not a regular file", what,
+		                  path);
 	}
 	*size = (uint64_t)st.st_size;
 	return DM_OK;
@@ -492,6 +494,9 @@ static enum dm_status message_check_ctype(const char *ct, struct dm_err *err)
 	const char *slash = strchr(ct, '/');
 	size_t len = strlen(ct);
 
+	if (len > 127)
+		return dm_err_set(err, DM_EINVAL, "content type '%.60s...' is longer "
+		                  "than 127 characters", ct);
 	if (!slash || slash == ct || slash[1] == '\0' || strchr(slash + 1, '/'))
 		return dm_err_set(err, DM_EINVAL, "content type '%.80s' is not "
 		                  "type/subtype", ct);

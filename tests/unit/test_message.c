@@ -556,6 +556,11 @@ static void test_refusals(void **state)
 	snprintf(dir, sizeof(dir), "%s", tmpdir);
 	struct message_attachment att_missing[] = { { .path = missing } };
 	struct message_attachment att_dir[] = { { .path = dir } };
+	char okfile[300];
+	tmp_path("ok.txt", okfile, sizeof(okfile));
+	write_file(okfile, "ok", 2);
+	struct message_attachment att_ct[] = { { .path = okfile, .content_type = "text" } };
+	struct message_attachment att_ctl[] = { { .path = okfile, .name = "a\nb.txt" } };
 	static const char *const to_crlf[] = { "a@example.com\r\nBcc: evil@example.com" };
 	static const char *const to_bad[] = { "ok@example.com, broken" };
 	struct message_header hdr_lf[] = { { "X-Note", "one\ntwo" } };
@@ -573,6 +578,12 @@ static void test_refusals(void **state)
 		{ { .from = "io@example.com", .to = to_one, .nto = 1,
 		    .attachments = att_dir, .nattachments = 1 },
 		  DM_ENOINPUT, "not a regular file" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .attachments = att_ct, .nattachments = 1 },
+		  DM_EINVAL, "type/subtype" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .attachments = att_ctl, .nattachments = 1 },
+		  DM_EINVAL, "a LF" },
 		{ { .from = "io@example.com", .to = to_one, .nto = 1,
 		    .body_path = missing },
 		  DM_ENOINPUT, "does-not-exist.pdf" },
