@@ -384,7 +384,7 @@ static void smtp_auth_begin(struct smtp_client *c)
 	if (!c->caps.auth || !c->caps.auth_mechs[0]) {
 		smtp_fail(c, DM_EAUTH, NULL, "credentials are set but %s:%u offers no "
 		          "AUTH%s; not sending unauthenticated", c->info.host,
-		          c->info.port, c->info.tls.active ? "" : " (without TLS)");
+		          c->info.port, c->info.tls.active ? " (after TLS)" : "");
 		return;
 	}
 	struct sasl_creds cr = { s->username, s->password, s->oauth_token };

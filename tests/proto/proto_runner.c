@@ -59,6 +59,8 @@ static unsigned send_flags;
 static char servercert[32] = "server";
 static char pkidir[256];
 static bool need_tls;
+static bool noconnect;          /* the client must not even connect */
+static int done_pipe[2] = { -1, -1 };
 static const char *case_path;
 
 static char server_err[1024];
@@ -216,7 +218,9 @@ static void parse_case(const char *path)
 			} else if (!strcmp(kw, "body")) {
 				if (!nmsgs)
 					die("line %d: body without message", lineno);
-				body_add(&msgs[nmsgs - 1], arg, strlen(arg));
+				char tmp[8192];
+				size_t l = unescape(arg, tmp);
+				body_add(&msgs[nmsgs - 1], tmp, l);
 				body_add(&msgs[nmsgs - 1], "\r\n", 2);
 			} else if (!strcmp(kw, "bodyraw")) {
 				if (!nmsgs)
@@ -224,6 +228,8 @@ static void parse_case(const char *path)
 				char tmp[8192];
 				size_t l = unescape(arg, tmp);
 				body_add(&msgs[nmsgs - 1], tmp, l);
+			} else if (!strcmp(kw, "noconnect")) {
+				noconnect = true;
 			} else if (!strcmp(kw, "flags")) {
 				if (strstr(arg, "quit"))
 					send_flags |= SMTP_SEND_QUIT;
@@ -319,8 +325,8 @@ static long srv_read_chunk(struct srv *s, int timeout_ms)
 		do
 			got = gnutls_record_recv(s->tls, s->in + s->ilen, sizeof(s->in) - s->ilen);
 		while (got == GNUTLS_E_AGAIN || got == GNUTLS_E_INTERRUPTED);
-		if (got == GNUTLS_E_PREMATURE_TERMINATION)
-			got = 0;
+		if (got < 0 && gnutls_error_is_fatal((int)got))
+			got = 0;   /* alert or premature end: the client went away */
 	} else {
 		got = recv(s->fd, s->in + s->ilen, sizeof(s->in) - s->ilen, 0);
 	}
@@ -567,9 +573,16 @@ static void *server_main(void *arg)
 		server_fail("out of memory");
 		return NULL;
 	}
-	struct pollfd p = { .fd = listen_fd, .events = POLLIN };
-	if (poll(&p, 1, IO_TIMEOUT_MS) <= 0) {
-		server_fail("no client connected");
+	struct pollfd p[2] = { { .fd = listen_fd, .events = POLLIN },
+	                       { .fd = done_pipe[0], .events = POLLIN } };
+	if (poll(p, 2, IO_TIMEOUT_MS) <= 0 || !(p[0].revents & POLLIN)) {
+		if (!noconnect)
+			server_fail("no client connected");
+		free(s);
+		return NULL;
+	}
+	if (noconnect) {
+		server_fail("the client connected though it should not have");
 		free(s);
 		return NULL;
 	}
@@ -747,6 +760,8 @@ int main(int argc, char **argv)
 		die("listen: %s", strerror(errno));
 	cs.port = ntohs(sa.sin_port);
 	cs.transcript = on_transcript;
+	if (pipe(done_pipe) != 0)
+		die("pipe: %s", strerror(errno));
 	pthread_t th;
 	if (pthread_create(&th, NULL, server_main, NULL) != 0)
 		die("pthread_create");
@@ -785,8 +800,12 @@ int main(int argc, char **argv)
 	} else {
 		/* The client gave up: no more bytes will come. */
 	}
+	if (write(done_pipe[1], "x", 1) != 1)
+		fprintf(stderr, "warning: cannot signal the server thread\n");
 	pthread_join(th, NULL);
 	close(listen_fd);
+	close(done_pipe[0]);
+	close(done_pipe[1]);
 	if (need_tls) {
 		char cmd[600];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pkidir);
