@@ -19,7 +19,7 @@
  * is the one place deciding retry vs give up.
  *
  * Every step is written to the system log (core/log.h):
- *   queued <id> from <from> to <n> recipients (<size> bytes)
+ *   queued <id> from <from> to <n> recipient(s) (<size> bytes)
  *   sent <id> <detail from the callback>
  *   deferred <id>: <reason>; next try in <N>s
  *   failed <id>: <reason>

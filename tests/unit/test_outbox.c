@@ -964,7 +964,7 @@ static void test_sigkill_random_points(void **state)
 		 * outside after a chosen number of marker lines (lands anywhere,
 		 * including inside a step). */
 		if (run % 2 == 0)
-			killstep = 1 + (long)(xs(&rng) % 75);
+			killstep = 1 + (long)(xs(&rng) % 90);   /* a full run has ~86 steps */
 		else
 			kill_after = 1 + (size_t)(xs(&rng) % 90);
 		snprintf(killbuf, sizeof(killbuf), "%ld", killstep);
