@@ -799,15 +799,21 @@ static enum dm_status message_build_inner(struct message *m,
 		message_sb_str(&sb, ct);
 		message_sb_str(&sb, ";\r\n name=");
 		message_quoted(&sb, fallback);
-		message_sb_str(&sb, "\r\nContent-Disposition: attachment;\r\n filename=");
-		message_quoted(&sb, fallback);
+		message_sb_str(&sb, "\r\nContent-Disposition: attachment;\r\n");
 		if (!ascii) {
+			/* RFC 2231 value first: parsers that keep the last of two
+			 * "filename" parameters (Python's email) and those that prefer
+			 * filename* (Thunderbird, Gmail) both get the UTF-8 name;
+			 * older ones get the ASCII fallback. */
 			char ext[MESSAGE_FILENAME_MAX * 3 + 16];
 			if ((st = codec_rfc2231_encode(name, ext, sizeof(ext), err)))
 				goto fail;
-			message_sb_str(&sb, ";\r\n filename*=");
+			message_sb_str(&sb, " filename*=");
 			message_sb_str(&sb, ext);
+			message_sb_str(&sb, ";\r\n");
 		}
+		message_sb_str(&sb, " filename=");
+		message_quoted(&sb, fallback);
 		message_sb_str(&sb, "\r\nContent-Transfer-Encoding: base64\r\n\r\n");
 		if ((st = message_flush_sb(m, &sb, err)) != DM_OK)
 			goto fail;

@@ -392,8 +392,8 @@ static void test_attachment_roundtrip(void **state)
 	assert_non_null(strstr(first, "Content-Type: text/csv;\r\n"
 	                              " name=\"Pr_fbericht \\\"M_rz\\\".csv\"\r\n"
 	                              "Content-Disposition: attachment;\r\n"
-	                              " filename=\"Pr_fbericht \\\"M_rz\\\".csv\";\r\n"
-	                              " filename*=UTF-8''Pr%C3%BCfbericht%20%22M%C3%A4rz%22.csv\r\n"));
+	                              " filename*=UTF-8''Pr%C3%BCfbericht%20%22M%C3%A4rz%22.csv;\r\n"
+	                              " filename=\"Pr_fbericht \\\"M_rz\\\".csv\"\r\n"));
 	dec = decode_part(first, "filename*=UTF-8''Pr", &dl);
 	assert_int_equal(dl, 8);
 	assert_memory_equal(dec, "a,b\n1,2\n", 8);
