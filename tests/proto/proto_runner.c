@@ -81,12 +81,26 @@ static void die(const char *fmt, ...)
 	exit(2);
 }
 
+/* Every string the case parser allocates, freed at exit (LeakSanitizer). */
+static char *allocs[4096];
+static size_t nallocs;
+
 static char *xstrdup(const char *s)
 {
 	char *d = strdup(s);
-	if (!d)
+	if (!d || nallocs >= sizeof(allocs) / sizeof(allocs[0]))
 		die("out of memory");
+	allocs[nallocs++] = d;
 	return d;
+}
+
+static void free_all(void)
+{
+	for (size_t i = 0; i < nallocs; i++)
+		free(allocs[i]);
+	for (size_t i = 0; i < nmsgs; i++)
+		free(msgs[i].body);
+	free(transcript);
 }
 
 /* \r \n \t \\ \xHH */
@@ -175,7 +189,6 @@ static void parse_case(const char *path)
 		else if (!strcmp(kw, "tls")) o->kind = OP_TLS, nops++, need_tls = true;
 		else if (!strcmp(kw, "sasl")) o->kind = OP_SASL, nops++;
 		else {
-			free(o->arg);
 			if (!strcmp(kw, "set")) {
 				char *v = strchr(arg, ' ');
 				const char *val = v ? (*v = '\0', v + 1) : "";
@@ -887,7 +900,7 @@ int main(int argc, char **argv)
 				         cs.port, ph + 4);
 			else
 				snprintf(want, sizeof(want), "%s", rest);
-			snprintf(got, sizeof(got), "%s", resline);
+			snprintf(got, sizeof(got), "%.1000s", resline);
 			ok = !strcmp(want, resline);
 		} else if (!strcmp(key, "transcript-has")) {
 			snprintf(cc, sizeof(cc), "%.500s\n", rest);
@@ -909,9 +922,10 @@ int main(int argc, char **argv)
 	}
 	if (failures) {
 		fprintf(stderr, "--- client transcript ---\n%s", transcript ? transcript : "");
+		free_all();
 		return 1;
 	}
 	fprintf(stderr, "PASS (%zu expectations)\n", nexpects);
-	free(transcript);
+	free_all();
 	return 0;
 }
