@@ -36,7 +36,8 @@ struct smtp_reply_parser {
 	void *on_line_ctx;
 };
 
-/* Resets the parser for a new reply (on_line is kept). */
+/* Resets the parser for a new reply (on_line is kept: zero the struct
+ * before the first init). */
 void smtp_reply_parser_init(struct smtp_reply_parser *p);
 
 /* Consumes bytes from buf[len] up to and including the end of the first
