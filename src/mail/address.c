@@ -259,21 +259,20 @@ static enum dm_status address_name(const char *input, const char *s,
                                    struct dm_err *err)
 {
 	size_t n = 0;
-	bool pending_space = false;
+	bool space_before = false, prev_ew = false;
 
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == ' ' || c == '\t') {
-			pending_space = n > 0;
+			space_before = n > 0;
 			continue;
 		}
-		if (pending_space) {
-			if (n >= ADDRESS_NAME_MAX)
-				goto toolong;
-			a->name[n++] = ' ';
-			pending_space = false;
-		}
 		if (c == '"') {
+			if (space_before) {
+				if (n >= ADDRESS_NAME_MAX)
+					goto toolong;
+				a->name[n++] = ' ';
+			}
 			bool closed = false;
 			for (i++; i < len; i++) {
 				if (s[i] == '\\' && i + 1 < len)
@@ -289,14 +288,39 @@ static enum dm_status address_name(const char *input, const char *s,
 			if (!closed)
 				ADDRESS_FAIL(err, input, "unbalanced quotes in the display "
 				             "name");
+			space_before = prev_ew = false;
 			continue;
 		}
-		if (c != '.' && !address_atext(c))
-			ADDRESS_FAIL(err, input, "the display name contains '%c'; "
-			             "put the name in double quotes", c);
-		if (n >= ADDRESS_NAME_MAX)
+		/* an atom (with '.' as in obs-phrase) */
+		size_t j = i;
+		while (j < len && s[j] != ' ' && s[j] != '\t' && s[j] != '"') {
+			unsigned char d = (unsigned char)s[j];
+			if (d != '.' && !address_atext(d))
+				ADDRESS_FAIL(err, input, "the display name contains '%c'; "
+				             "put the name in double quotes", d);
+			j++;
+		}
+		/* RFC 2047 encoded-word: decoded; the space between two adjacent
+		 * encoded-words is not part of the text (RFC 2047 section 6.2) */
+		char dec[CODEC_WORD_MAX + 1];
+		size_t dl;
+		bool ew = j - i >= 8 && s[i] == '=' && s[i + 1] == '?' &&
+		          codec_decode_word(s + i, j - i, dec, sizeof(dec), &dl,
+		                            NULL) == DM_OK;
+		if (space_before && !(ew && prev_ew)) {
+			if (n >= ADDRESS_NAME_MAX)
+				goto toolong;
+			a->name[n++] = ' ';
+		}
+		const char *src = ew ? dec : s + i;
+		size_t sl = ew ? dl : j - i;
+		if (n + sl > ADDRESS_NAME_MAX)
 			goto toolong;
-		a->name[n++] = (char)c;
+		memcpy(a->name + n, src, sl);
+		n += sl;
+		prev_ew = ew;
+		space_before = false;
+		i = j - 1;
 	}
 	a->name[n] = '\0';
 	return DM_OK;

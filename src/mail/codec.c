@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/base64.h"
 
@@ -429,6 +430,95 @@ enum dm_status codec_encode_words(const char *text, size_t len,
 		                  "encoded-words exceed %zu bytes", cap);
 	if (outlen)
 		*outlen = w.len;
+	return DM_OK;
+}
+
+static int codec_hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+enum dm_status codec_decode_word(const char *w, size_t n, char *out,
+                                 size_t cap, size_t *outlen,
+                                 struct dm_err *err)
+{
+	const char *q1, *q2, *text;
+	size_t tlen, o = 0;
+	char cs[32];
+
+	if (cap > 0)
+		out[0] = '\0';
+	if (n < 8 || n > CODEC_WORD_MAX || w[0] != '=' || w[1] != '?' ||
+	    w[n - 2] != '?' || w[n - 1] != '=')
+		return dm_err_set(err, DM_EINVAL, "not an encoded-word");
+	q1 = memchr(w + 2, '?', n - 4);
+	if (!q1 || q1 + 3 > w + n - 2 || q1[2] != '?')
+		return dm_err_set(err, DM_EINVAL, "not an encoded-word");
+	q2 = q1 + 2;
+	size_t cslen = (size_t)(q1 - (w + 2));
+	if (cslen == 0 || cslen >= sizeof(cs))
+		return dm_err_set(err, DM_EINVAL, "encoded-word: bad charset");
+	memcpy(cs, w + 2, cslen);
+	cs[cslen] = '\0';
+	char *star = strchr(cs, '*');        /* RFC 2231 section 5 language */
+	if (star)
+		*star = '\0';
+	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0)
+		return dm_err_set(err, DM_EINVAL, "encoded-word: charset '%s' is "
+		                  "not supported", cs);
+	text = q2 + 1;
+	tlen = (size_t)((w + n - 2) - text);
+	if (q1[1] == 'B' || q1[1] == 'b') {
+		if (cap < tlen / 4 * 3 + 1)
+			return dm_err_set(err, DM_ENOMEM, "encoded-word too long");
+		enum dm_status st = base64_decode(text, tlen, (unsigned char *)out,
+		                                  cap - 1, &o, err);
+		if (st != DM_OK)
+			return st;
+	} else if (q1[1] == 'Q' || q1[1] == 'q') {
+		for (size_t i = 0; i < tlen; i++) {
+			unsigned char c = (unsigned char)text[i];
+			if (o + 2 > cap)
+				return dm_err_set(err, DM_ENOMEM, "encoded-word too long");
+			if (c == '_') {
+				out[o++] = ' ';
+			} else if (c == '=') {
+				int h = i + 2 < tlen ? codec_hexval((unsigned char)text[i + 1]) : -1;
+				int l = i + 2 < tlen ? codec_hexval((unsigned char)text[i + 2]) : -1;
+				if (h < 0 || l < 0)
+					return dm_err_set(err, DM_EINVAL, "encoded-word: bad "
+					                  "'=XX' escape");
+				out[o++] = (char)(h * 16 + l);
+				i += 2;
+			} else if (c > 32 && c < 127 && c != '?') {
+				out[o++] = (char)c;
+			} else {
+				return dm_err_set(err, DM_EINVAL, "encoded-word: character "
+				                  "not allowed in Q encoding");
+			}
+		}
+	} else {
+		return dm_err_set(err, DM_EINVAL, "encoded-word: encoding must be "
+		                  "B or Q");
+	}
+	out[o] = '\0';
+	if (!codec_utf8_valid(out, o))
+		return dm_err_set(err, DM_EINVAL, "encoded-word: text is not valid "
+		                  "UTF-8");
+	for (size_t i = 0; i < o; i++) {
+		unsigned char c = (unsigned char)out[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return dm_err_set(err, DM_EINVAL, "encoded-word: text holds "
+			                  "control character 0x%02X", c);
+	}
+	if (outlen)
+		*outlen = o;
 	return DM_OK;
 }
 

@@ -95,6 +95,15 @@ enum dm_status codec_encode_words(const char *text, size_t len,
                                   size_t first_max, char *out, size_t cap,
                                   size_t *outlen, struct dm_err *err);
 
+/* Decodes one encoded-word w[n] ("=?UTF-8?B?...?=" or Q; charset UTF-8 or
+ * US-ASCII, any case, RFC 2231 language suffix allowed) into out[cap],
+ * NUL-terminated, *outlen set.  Errors: DM_EINVAL when w is not such a
+ * word, or the text is not valid UTF-8 or holds control characters;
+ * DM_ENOMEM when cap is too small. */
+enum dm_status codec_decode_word(const char *w, size_t n, char *out,
+                                 size_t cap, size_t *outlen,
+                                 struct dm_err *err);
+
 /* ---- header fields ------------------------------------------------------ */
 
 /* Writes "Name: value" CRLF into out[cap], folding at whitespace so lines

@@ -379,6 +379,45 @@ static void test_encoded_words(void **state)
 	                 DM_ENOMEM);
 }
 
+static void test_decode_word(void **state)
+{
+	(void)state;
+	static const struct { const char *in; enum dm_status st; const char *out; } cases[] = {
+		{ "=?UTF-8?Q?caf=C3=A9_au_lait?=", DM_OK, "caf\xc3\xa9 au lait" },
+		{ "=?utf-8?q?caf=c3=a9?=", DM_OK, "caf\xc3\xa9" },
+		{ "=?UTF-8?B?5pel5pys6Kqe?=", DM_OK, "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e" },
+		{ "=?UTF-8*de?Q?Gr=C3=BC=C3=9Fe?=", DM_OK, "Gr\xc3\xbc\xc3\x9f" "e" },
+		{ "=?US-ASCII?Q?plain?=", DM_OK, "plain" },
+		{ "=?ISO-8859-1?Q?caf=E9?=", DM_EINVAL, NULL },
+		{ "=?UTF-8?X?abc?=", DM_EINVAL, NULL },
+		{ "=?UTF-8?Q?a=0Db?=", DM_EINVAL, NULL },      /* CR */
+		{ "=?UTF-8?Q?=C3?=", DM_EINVAL, NULL },        /* truncated UTF-8 */
+		{ "=?UTF-8?Q?=G1?=", DM_EINVAL, NULL },
+		{ "=?UTF-8?B?####?=", DM_EINVAL, NULL },
+		{ "plain", DM_EINVAL, NULL },
+		{ "=?UTF-8?Q?", DM_EINVAL, NULL },
+	};
+	char out[128];
+	size_t n;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum dm_status st = codec_decode_word(cases[i].in, strlen(cases[i].in),
+		                                      out, sizeof(out), &n, NULL);
+		if (st != cases[i].st)
+			fail_msg("decode case %zu: status %d", i, st);
+		if (st == DM_OK) {
+			assert_string_equal(out, cases[i].out);
+			assert_int_equal(n, strlen(cases[i].out));
+		}
+	}
+	/* round trip through the encoder */
+	const char *t = "Pr\xc3\xbc" "fbericht f\xc3\xbcr M\xc3\xa4rz";
+	char enc[256];
+	assert_int_equal(codec_encode_words(t, strlen(t), 75, enc, sizeof(enc), &n,
+	                                    NULL), DM_OK);
+	assert_int_equal(codec_decode_word(enc, n, out, sizeof(out), &n, NULL), DM_OK);
+	assert_string_equal(out, t);
+}
+
 /* ---- header folding ---------------------------------------------------------- */
 
 static void test_fold(void **state)
@@ -526,6 +565,7 @@ int main(void)
 		cmocka_unit_test(test_qp_stream),
 		cmocka_unit_test(test_b64_stream),
 		cmocka_unit_test(test_encoded_words),
+		cmocka_unit_test(test_decode_word),
 		cmocka_unit_test(test_fold),
 		cmocka_unit_test(test_header_text),
 		cmocka_unit_test(test_rfc2231),
