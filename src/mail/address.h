@@ -17,6 +17,10 @@
  *     '>', invalid UTF-8, local part longer than 64 octets, addr-spec longer
  *     than 254 octets (RFC 5321 section 4.5.3.1), display name longer than
  *     ADDRESS_NAME_MAX octets.
+ * Display names may be quoted strings, atoms (with '.', as in obs-phrase)
+ * or RFC 2047 encoded-words in UTF-8, which are decoded (a word that does
+ * not decode to clean UTF-8 text is kept literally), so the header form
+ * made by address_format() parses back to the same name.
  * In lists, addresses are separated by ',' or ';' outside quotes and angle
  * brackets; empty entries (",,", trailing ',') are skipped.
  */

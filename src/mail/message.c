@@ -359,6 +359,8 @@ static enum dm_status message_scan_body(struct message *m,
 		} else {
 			got = m->body_len - off < MESSAGE_IN_CHUNK ?
 			      m->body_len - off : MESSAGE_IN_CHUNK;
+			if (got == 0)
+				break;   /* no pointer arithmetic on an absent body */
 			p = (const unsigned char *)m->body + off;
 		}
 		if (got == 0)
@@ -925,7 +927,7 @@ static enum dm_status message_produce(struct message *m, struct dm_err *err)
 	} else {
 		uint64_t left = m->body_len - m->pos;
 		got = left < MESSAGE_IN_CHUNK ? (size_t)left : MESSAGE_IN_CHUNK;
-		p = (const unsigned char *)m->body + m->pos;
+		p = got > 0 ? (const unsigned char *)m->body + m->pos : NULL;
 	}
 	m->pos += got;
 	if (m->pos > seg->fsize || (got == 0 && m->pos != seg->fsize))
