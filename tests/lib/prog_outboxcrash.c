@@ -6,7 +6,8 @@
  *       to ROOT/orig/<seq>) and delivers after every third one and at the
  *       end.  The deliver callback plays the server: it appends a record
  *       "REC <id> <len>\n<bytes>\n" to SINK and fsyncs it, and refuses
- *       temporarily the first attempt of every message with seq % 4 == 1.
+ *       temporarily the first attempt of every message with seq % 4 == 1
+ *       and permanently the first attempt of seq % 6 == 4 (-> failed/).
  *       With KILLSTEP > 0 the process SIGKILLs itself at the KILLSTEP-th
  *       outbox step (struct outbox_options.step); 0 means never (the test
  *       may kill it from outside instead).
@@ -181,6 +182,13 @@ static enum dm_status deliver(void *ctx, const struct outbox_item *item,
 		snprintf(err->enhanced, sizeof(err->enhanced), "4.3.0");
 		snprintf(err->server_text, sizeof(err->server_text), "try again later");
 		return dm_err_set(err, DM_ETEMPFAIL, "RCPT refused temporarily");
+	}
+	if (!c->finish && seq % 6 == 4 && item->attempts == 0) {
+		free(buf);
+		err->smtp_code = 550;
+		snprintf(err->enhanced, sizeof(err->enhanced), "5.1.1");
+		snprintf(err->server_text, sizeof(err->server_text), "no such user");
+		return dm_err_set(err, DM_EPERMFAIL, "RCPT refused");
 	}
 	mark("accepting %s", item->id);
 	int fd = open(c->sink, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
