@@ -117,9 +117,11 @@ def main():
             finish(conn)
 
     while not stopping:
-        timeout = None
+        # select() is resumed after a signal handler (PEP 475), so wake up
+        # at least every 200 ms to notice SIGTERM.
+        timeout = 0.2
         if queue:
-            timeout = max(0.0, queue[0][0] - time.monotonic())
+            timeout = min(timeout, max(0.0, queue[0][0] - time.monotonic()))
         try:
             events = sel.select(timeout)
         except InterruptedError:
