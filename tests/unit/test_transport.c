@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "mail/transport.h"
+#include "mail/transport_ops.h"   /* white box: the output buffer is wiped */
 #include "tls_server.h"
 
 #define TRANSPORT_BLOCK 4096
@@ -193,6 +194,28 @@ static void test_plain_echo_v6(void **state)
 	if (!have_ipv6_loopback())
 		skip();
 	plain_echo(AF_INET6, "::1");
+}
+
+/* An AUTH line leaves no copy in the output buffer once it is sent. */
+static void test_flush_wipes_buffer(void **state)
+{
+	(void)state;
+	static const char line[] = "AUTH PLAIN AGJlbmNoAHNlY3JldC1wdw==\r\n";
+	struct tls_server *srv = server_start(AF_INET, NULL, NULL, false, NULL,
+	                                      NULL, NULL);
+	struct transport_settings s = settings("127.0.0.1", tls_server_port(srv));
+	struct transport *t = NULL;
+	struct dm_err err;
+	dm_err_clear(&err);
+	if (transport_connect(&s, &t, &err) != DM_OK)
+		fail_msg("connect: %s", err.msg);
+	round_trip(t, line);
+	assert_int_equal(t->olen, 0);
+	for (size_t i = 0; i < sizeof(line); i++)
+		assert_int_equal(t->obuf[i], 0);
+	transport_close(t);
+	assert_int_equal(tls_server_stop(srv), 0);
+	tls_server_free(srv);
 }
 
 static void test_plain_echo_localhost_name(void **state)
@@ -453,6 +476,60 @@ static void test_tls_no_anchor_refused(void **state)
 	dm_err_clear(&err);
 	assert_int_equal(tls_connect(srv, "localhost", &s, &t, &err), DM_ETLS);
 	assert_non_null(strstr(err.msg, "not trusted"));
+	tls_server_stop(srv);
+	tls_server_free(srv);
+}
+
+/* With the system store on as well (smtp.c's setting), the cafile still
+ * verifies a chain that leads to it, and twice in a row (the system list
+ * is loaded once per process and kept). */
+static void test_tls_system_trust_plus_cafile(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		struct tls_server *srv = server_start(AF_INET, "server.pem",
+		                                      "server.key", true, NULL,
+		                                      NULL, NULL);
+		struct transport_settings s = settings("localhost", 0);
+		s.system_trust = true;
+		struct transport *t;
+		struct dm_err err;
+		dm_err_clear(&err);
+		if (tls_connect(srv, "localhost", &s, &t, &err) != DM_OK)
+			fail_msg("start_tls: %s", err.msg);
+		assert_true(transport_tls_info(t)->verified);
+		round_trip(t, "NOOP\r\n");
+		transport_close(t);
+		assert_int_equal(tls_server_stop(srv), 0);
+		tls_server_free(srv);
+	}
+}
+
+/* The system store on, a cafile that does not lead to the server's
+ * signer: the system store is consulted too and does not know it either. */
+static void test_tls_system_trust_self_signed_refused(void **state)
+{
+	(void)state;
+	struct tls_server *srv = server_start(AF_INET, "self.pem", "self.key",
+	                                      true, NULL, NULL, NULL);
+	struct transport_settings s = settings("localhost", 0);
+	s.system_trust = true;
+	for (int k = 0; k < 2; k++) {
+		if (k == 1)
+			s.cafile = NULL;   /* the system store alone */
+		struct transport *t;
+		struct dm_err err;
+		dm_err_clear(&err);
+		assert_int_equal(tls_connect(srv, "localhost", &s, &t, &err), DM_ETLS);
+		assert_non_null(strstr(err.msg, "not trusted"));
+		assert_non_null(strstr(err.msg, "signer not found"));
+		if (k == 0) {
+			tls_server_stop(srv);
+			tls_server_free(srv);
+			srv = server_start(AF_INET, "self.pem", "self.key", true, NULL,
+			                   NULL, NULL);
+		}
+	}
 	tls_server_stop(srv);
 	tls_server_free(srv);
 }
@@ -886,6 +963,7 @@ int main(void)
 		cmocka_unit_test(test_plain_echo_v4),
 		cmocka_unit_test(test_plain_echo_v6),
 		cmocka_unit_test(test_plain_echo_localhost_name),
+		cmocka_unit_test(test_flush_wipes_buffer),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_connect_bad_name),
 		cmocka_unit_test(test_read_timeout),
@@ -898,6 +976,8 @@ int main(void)
 		cmocka_unit_test(test_tls_ip_not_in_sans),
 		cmocka_unit_test(test_tls_self_signed_refused),
 		cmocka_unit_test(test_tls_no_anchor_refused),
+		cmocka_unit_test(test_tls_system_trust_plus_cafile),
+		cmocka_unit_test(test_tls_system_trust_self_signed_refused),
 		cmocka_unit_test(test_tls_verify_off),
 		cmocka_unit_test(test_tls_pin_match_self_signed),
 		cmocka_unit_test(test_tls_pin_mismatch),
