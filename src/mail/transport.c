@@ -12,6 +12,10 @@
  *
  * The socket is non-blocking for its whole life; every wait is a poll()
  * bounded by the handle's timeout.
+ *
+ * Secrets: the output buffer carries AUTH lines, so the bytes of each
+ * flight are wiped right after they are sent, and unsent bytes when the
+ * handle is freed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -173,6 +177,7 @@ static void transport_free(struct transport *t)
 {
 	if (t == NULL)
 		return;
+	explicit_bzero(t->obuf, t->olen);   /* never sent: may hold a secret */
 	free(t->cafile);
 	free(t->fingerprint);
 	free(t);
@@ -389,6 +394,10 @@ enum dm_status transport_flush(struct transport *t, struct dm_err *err)
 	 * stream is broken and the session ends. */
 	t->olen = 0;
 	enum dm_status st = t->ops->send(t, t->obuf, n, err);
+	/* What was sent may be an AUTH line (password, token): wipe the used
+	 * bytes at once (DESIGN.md, security rules).  The cost is one pass
+	 * over at most 16 KiB per flight. */
+	explicit_bzero(t->obuf, n);
 	if (st != DM_OK)
 		return st;
 	t->stats.flushes++;

@@ -80,7 +80,8 @@ enum dm_status transport_read(struct transport *t, void *buf, size_t cap,
 enum dm_status transport_write(struct transport *t, const void *buf,
                                size_t len, struct dm_err *err);
 
-/* Sends everything buffered.  Errors: DM_ENET, DM_ETIMEOUT, DM_ETLS. */
+/* Sends everything buffered, then wipes the buffer's used bytes (they may
+ * hold an AUTH payload).  Errors: DM_ENET, DM_ETIMEOUT, DM_ETLS. */
 enum dm_status transport_flush(struct transport *t, struct dm_err *err);
 
 /* Injection has two halves: bytes already moved into the session's own
