@@ -51,6 +51,7 @@ const struct shell_command shell_cmd_quit = {
 static const struct shell_command *const shell_table[] = {
 	&shell_cmd_help,
 	&shell_cmd_reg,
+	&shell_cmd_ipconfig,
 	&shell_cmd_log,
 	&shell_cmd_exit,
 	&shell_cmd_quit,
