@@ -52,6 +52,7 @@ const struct shell_command *shell_command_find(const char *name);
 extern const struct shell_command shell_cmd_help;
 extern const struct shell_command shell_cmd_reg;
 extern const struct shell_command shell_cmd_ipconfig;
+extern const struct shell_command shell_cmd_sendmail;
 extern const struct shell_command shell_cmd_log;
 extern const struct shell_command shell_cmd_exit;
 extern const struct shell_command shell_cmd_quit;
