@@ -1,4 +1,5 @@
 # devmail top-level entry points. `make check` and `make demo` work on a fresh Debian 12.
+MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc)
 BUILD ?= build
 BUILD_ASAN ?= build-asan
