@@ -1,0 +1,643 @@
+/*
+ * test_sendmail.c - SENDMAIL and mail/submit against real servers on
+ * loopback (aiosmtpd with the test CA, tests/lib/peers.h).
+ *
+ * The command runs in-process through the shell dispatcher (output and
+ * errors captured in temp files); the data root is configured through the
+ * registry and account_save() (the password sealed by the vault).  One
+ * case runs the devmail binary to feed the body on stdin.  Every delivered
+ * message is checked at the server: envelope (Bcc delivered), headers (Cc
+ * present, Bcc absent), attachments by SHA-256.  Failures are checked in
+ * the spool with outbox_list().
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "core/registry.h"
+#include "mail/account.h"
+#include "mail/outbox.h"
+#include "mail/submit.h"
+#include "peers.h"
+#include "shell/shell.h"
+
+#define USER "alice"
+#define PASS "s3cret-Pa55:word"
+#define FROM "device@example.org"
+#define RCPT "ops@example.net"
+
+static char base[1024];
+static char pki[1100];
+static unsigned seq;
+
+#define POOL_MAX 2
+static struct peer pool[POOL_MAX];
+static size_t npool;
+
+static int test_teardown(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < npool; i++)
+		peer_stop(&pool[i]);
+	npool = 0;
+	return 0;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	struct dm_err err;
+	dm_err_clear(&err);
+	if (peer_tempdir("sendmail", base, sizeof base, &err) != DM_OK) {
+		fprintf(stderr, "sendmail: %s\n", err.msg);
+		return -1;
+	}
+	snprintf(pki, sizeof pki, "%s/pki", base);
+	if (peer_pki(pki, &err) != DM_OK) {
+		fprintf(stderr, "sendmail: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	peer_rmtree(base);
+	return 0;
+}
+
+static struct peer *start_peer(const char *tls, const char *const *extra)
+{
+	assert_true(npool < POOL_MAX);
+	struct peer *p = &pool[npool];
+	char certf[PATH_MAX + 32], keyf[PATH_MAX + 32], cap[PATH_MAX + 32];
+	const char *args[PEER_ARGS_MAX + 1];
+	size_t n = 0;
+	args[n++] = "--tls";
+	args[n++] = tls;
+	if (strcmp(tls, "none") != 0) {
+		snprintf(certf, sizeof certf, "%s/server.pem", pki);
+		snprintf(keyf, sizeof keyf, "%s/server.key", pki);
+		args[n++] = "--cert";
+		args[n++] = certf;
+		args[n++] = "--key";
+		args[n++] = keyf;
+	}
+	for (size_t i = 0; extra && extra[i]; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	snprintf(cap, sizeof cap, "%s/capture-%u", base, ++seq);
+	struct dm_err err;
+	dm_err_clear(&err);
+	enum dm_status st = peer_start(p, PEER_AIOSMTPD, args, cap, &err);
+	if (st != DM_OK)
+		fail_msg("starting aiosmtpd: %s: %s", dm_status_str(st), err.msg);
+	npool++;
+	return p;
+}
+
+/* A fresh data root for one test, in root[cap]. */
+static void new_root(char *root, size_t cap)
+{
+	snprintf(root, cap, "%s/root-%u", base, ++seq);
+	assert_int_equal(mkdir(root, 0700), 0);
+}
+
+enum acct { ACCT_STARTTLS, ACCT_SMTPS, ACCT_PLAIN };
+
+/* Configures the account of `root` for a peer on 127.0.0.1:port. */
+static void configure(const char *root, unsigned port, enum acct mode,
+                      const char *password)
+{
+	struct registry *reg = NULL;
+	struct dm_err err;
+	char portbuf[16], ca[PATH_MAX + 16];
+	dm_err_clear(&err);
+	assert_int_equal(registry_open(root, &reg, &err), DM_OK);
+	snprintf(portbuf, sizeof portbuf, "%u", port);
+	struct account_update u = {
+		.mailhost = "127.0.0.1",
+		.port = portbuf,
+		.smtps = mode == ACCT_SMTPS ? "true" : "false",
+		.starttls = mode == ACCT_PLAIN ? "false" : "true",
+		.require_tls = mode == ACCT_PLAIN ? "false" : "true",
+		.from = FROM,
+		.to = RCPT,
+	};
+	if (mode != ACCT_PLAIN) {
+		u.username = USER;
+		u.password = password;
+		u.password_len = strlen(password);
+	}
+	if (account_save(reg, root, &u, &err) != DM_OK)
+		fail_msg("account_save: %s", err.msg);
+	snprintf(ca, sizeof ca, "%s/ca.pem", pki);
+	assert_int_equal(registry_set(reg, "Email/CAFile", ca, NULL, &err), DM_OK);
+	assert_int_equal(registry_set(reg, "Email/Timeout", "20", NULL, &err), DM_OK);
+	registry_close(reg);
+}
+
+/* ---- running SENDMAIL ------------------------------------------------------- */
+
+struct run {
+	int rc;
+	char out[16384];
+	char err[65536];
+};
+
+static void slurp(FILE *f, char *buf, size_t cap)
+{
+	rewind(f);
+	size_t n = fread(buf, 1, cap - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+}
+
+/* Runs SENDMAIL with the given words (NULL-terminated) in root. */
+static void sendmail(struct run *r, const char *root, ...)
+{
+	char *argv[64];
+	int argc = 0;
+	va_list ap;
+	argv[argc++] = "SENDMAIL";
+	va_start(ap, root);
+	for (const char *w; (w = va_arg(ap, const char *)) != NULL;) {
+		assert_true(argc < 63);
+		argv[argc++] = (char *)w;
+	}
+	va_end(ap);
+	argv[argc] = NULL;
+	FILE *out = tmpfile(), *err = tmpfile();
+	assert_non_null(out);
+	assert_non_null(err);
+	struct shell_settings s = { .root = root, .out = out, .err = err };
+	struct shell *sh = NULL;
+	struct dm_err e;
+	dm_err_clear(&e);
+	assert_int_equal(shell_new(&s, &sh, &e), DM_OK);
+	r->rc = shell_run_argv(sh, argc, argv);
+	shell_free(sh);
+	slurp(out, r->out, sizeof r->out);
+	slurp(err, r->err, sizeof r->err);
+}
+
+static int count_cb(void *ctx, const struct outbox_item *it)
+{
+	(void)it;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+/* Messages in spool/queue or spool/failed of root. */
+static size_t spool_count(const char *root, enum outbox_which which)
+{
+	struct outbox *ob = NULL;
+	struct dm_err err;
+	size_t n = 0;
+	dm_err_clear(&err);
+	assert_int_equal(outbox_open(root, NULL, &ob, &err), DM_OK);
+	assert_int_equal(outbox_list(ob, which, count_cb, &n, &err), DM_OK);
+	outbox_close(ob);
+	return n;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+	if (!strstr(hay, needle))
+		fail_msg("expected \"%s\" in:\n%s", needle, hay);
+}
+
+static void assert_lacks(const char *hay, const char *needle)
+{
+	if (strstr(hay, needle))
+		fail_msg("did not expect \"%s\" in:\n%s", needle, hay);
+}
+
+static void load(const struct peer *p, unsigned n, struct peer_message *m)
+{
+	struct dm_err err;
+	dm_err_clear(&err);
+	if (peer_message_load(p, n, m, &err) != DM_OK)
+		fail_msg("capture %u: %s", n, err.msg);
+}
+
+/* ---- tests ------------------------------------------------------------------- */
+
+/* Every option against STARTTLS + AUTH; -v transcript redacted. */
+static void test_all_options_starttls(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048], a1[PATH_MAX + 16], a2[PATH_MAX + 16], h1[65], h2[65];
+	struct dm_err err;
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	snprintf(a1, sizeof a1, "%s/report.bin", root);
+	snprintf(a2, sizeof a2, "%s/log.txt", root);
+	dm_err_clear(&err);
+	assert_int_equal(peer_write_random_file(a1, 300000, 7, &err), DM_OK);
+	assert_int_equal(peer_write_random_file(a2, 1234, 8, &err), DM_OK);
+	assert_int_equal(peer_sha256_file(a1, h1, &err), DM_OK);
+	assert_int_equal(peer_sha256_file(a2, h2, &err), DM_OK);
+
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-t", "a@example.net,b@example.net", "-c", "cc@example.net",
+	         "-b", "hidden@example.net", "-f", "Unit 7 <unit7@example.org>",
+	         "-s", "Pump report", "-m", "Pressure nominal.", "-a", a1, "-a", a2,
+	         "-v", NULL);
+	if (r->rc != 0)
+		fail_msg("rc %d\nout: %s\nerr: %s", r->rc, r->out, r->err);
+	assert_contains(r->out, "Sent to a@example.net, b@example.net, cc@example.net, "
+	                        "hidden@example.net via 127.0.0.1:");
+	assert_contains(r->out, "(STARTTLS, TLS1.3, ");
+	assert_contains(r->out, ", certificate verified, AUTH ");
+	assert_lacks(r->out, "unknown cipher");
+	assert_contains(r->out, "): 250");
+	/* -v: live transcript, password never shown */
+	assert_contains(r->err, "C: EHLO");
+	assert_contains(r->err, "S: 220");
+	assert_contains(r->err, "C: STARTTLS");
+	assert_contains(r->err, "<redacted>");
+	assert_lacks(r->err, PASS);
+	assert_lacks(r->err, "czNjcmV0");   /* base64 of the password's start */
+
+	assert_int_equal(peer_capture_count(p), 1);
+	struct peer_message m;
+	load(p, 1, &m);
+	assert_string_equal(m.mail_from, "unit7@example.org");
+	assert_int_equal(m.nrcpt, 4);
+	assert_string_equal(m.rcpt[3], "hidden@example.net");
+	assert_string_equal(m.auth, USER);
+	assert_string_equal(m.tls, "TLSv1.3");
+	char v[1024];
+	assert_true(peer_message_header(&m, "Cc", v, sizeof v));
+	assert_contains(v, "cc@example.net");
+	assert_false(peer_message_header(&m, "Bcc", v, sizeof v));
+	assert_null(memmem(m.data, (size_t)(m.body - m.data), "hidden@", 7));
+	assert_true(peer_message_header(&m, "Subject", v, sizeof v));
+	assert_string_equal(v, "Pump report");
+	assert_true(peer_message_header(&m, "From", v, sizeof v));
+	assert_contains(v, "unit7@example.org");
+	assert_non_null(memmem(m.body, m.body_len, "Pressure nominal.", 17));
+	unsigned char *att = NULL;
+	size_t len = 0;
+	char h[65];
+	assert_int_equal(peer_message_attachment(&m, "report.bin", &att, &len, &err), DM_OK);
+	peer_sha256_hex(att, len, h);
+	assert_string_equal(h, h1);
+	free(att);
+	assert_int_equal(peer_message_attachment(&m, "log.txt", &att, &len, &err), DM_OK);
+	peer_sha256_hex(att, len, h);
+	assert_string_equal(h, h2);
+	free(att);
+	peer_message_free(&m);
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 0);
+	assert_int_equal(spool_count(root, OUTBOX_FAILED), 0);
+	free(r);
+}
+
+/* Implicit TLS; defaults for To and From from the registry. */
+static void test_smtps_defaults(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("implicit", extra);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_SMTPS, PASS);
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-s", "hello", "-m", "implicit", NULL);
+	if (r->rc != 0)
+		fail_msg("rc %d\nout: %s\nerr: %s", r->rc, r->out, r->err);
+	assert_contains(r->out, "Sent to " RCPT " via 127.0.0.1:");
+	assert_contains(r->out, "(SMTPS, TLS1.3, ");
+	assert_contains(r->out, "certificate verified, AUTH ");
+	struct peer_message m;
+	load(p, 1, &m);
+	assert_string_equal(m.mail_from, FROM);
+	assert_string_equal(m.rcpt[0], RCPT);
+	peer_message_free(&m);
+	free(r);
+}
+
+/* A plaintext server without credentials: the line says so. */
+static void test_plaintext(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--no-auth", NULL };
+	struct peer *p = start_peer("none", extra);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_PLAIN, "");
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-t", RCPT, "-m", "clear", NULL);
+	if (r->rc != 0)
+		fail_msg("rc %d\nout: %s\nerr: %s", r->rc, r->out, r->err);
+	assert_contains(r->out, "(no TLS, AUTH none): 250");
+	assert_int_equal(peer_capture_count(p), 1);
+	free(r);
+}
+
+/* Server gone: 75, the message waits in the queue with the reason. */
+static void test_server_down(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	unsigned port = p->port;
+	peer_stop(p);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, port, ACCT_STARTTLS, PASS);
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-s", "down", "-m", "x", NULL);
+	assert_int_equal(r->rc, 75);
+	assert_contains(r->err, "Queued ");
+	assert_contains(r->err, " for retry: ");
+	assert_contains(r->err, "; next try in ");
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 1);
+	assert_int_equal(spool_count(root, OUTBOX_FAILED), 0);
+	free(r);
+}
+
+/* RCPT 5xx: 69, moved to failed. */
+static void test_rcpt_refused(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, "--rcpt-reply",
+	                        "nobody@example.net=550 5.1.1 No such user", NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-t", "nobody@example.net", "-m", "x", NULL);
+	assert_int_equal(r->rc, 69);
+	assert_contains(r->err, "550");
+	assert_contains(r->err, "No such user");
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 0);
+	assert_int_equal(spool_count(root, OUTBOX_FAILED), 1);
+	assert_int_equal(peer_capture_count(p), 0);
+	free(r);
+}
+
+/* Wrong password: 77, kept queued for after the fix. */
+static void test_wrong_password(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, "not-the-password");
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-m", "x", "-v", NULL);
+	assert_int_equal(r->rc, 77);
+	assert_contains(r->err, "Queued ");
+	assert_lacks(r->err, "not-the-password");
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 1);
+	assert_int_equal(peer_capture_count(p), 0);
+
+	/* The operator fixes the password; the queued message goes out. */
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	struct registry *reg = NULL;
+	struct dm_err err;
+	struct outbox_stats st;
+	dm_err_clear(&err);
+	assert_int_equal(registry_open(root, &reg, &err), DM_OK);
+	struct outbox *ob = NULL;
+	assert_int_equal(submit_outbox_open(root, reg, &ob, &err), DM_OK);
+	assert_int_equal(outbox_retry_now(ob, NULL, NULL, &err), DM_OK);
+	outbox_close(ob);
+	assert_int_equal(submit_deliver_due(root, reg, NULL, &st, &err), DM_OK);
+	registry_close(reg);
+	assert_int_equal(st.sent, 1);
+	assert_int_equal(peer_capture_count(p), 1);
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 0);
+	free(r);
+}
+
+/* No MailHost: 78 naming the key; nothing queued. */
+static void test_no_mailhost(void **state)
+{
+	(void)state;
+	char root[2048];
+	new_root(root, sizeof root);
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-t", RCPT, "-f", FROM, "-m", "x", NULL);
+	assert_int_equal(r->rc, 78);
+	assert_contains(r->err, "Email/MailHost");
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 0);
+	/* and no To anywhere: 78 naming Email/ToAddress */
+	sendmail(r, root, "-f", FROM, "-m", "x", NULL);
+	assert_int_equal(r->rc, 78);
+	assert_contains(r->err, "Email/ToAddress");
+	free(r);
+}
+
+/* Bad input: nothing reaches the spool. */
+static void test_bad_input(void **state)
+{
+	(void)state;
+	char root[2048], missing[PATH_MAX + 16];
+	new_root(root, sizeof root);
+	configure(root, 1, ACCT_STARTTLS, PASS);
+	snprintf(missing, sizeof missing, "%s/no-such-file.pdf", root);
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-m", "x", "-a", missing, NULL);
+	assert_int_equal(r->rc, 66);
+	assert_contains(r->err, "no-such-file.pdf");
+	sendmail(r, root, "-t", "not an address", "-m", "x", NULL);
+	assert_int_equal(r->rc, 65);
+	sendmail(r, root, "-t", RCPT, "-s", "two\r\nBcc: evil@example.com", "-m", "x", NULL);
+	assert_int_equal(r->rc, 65);
+	sendmail(r, root, "-t", RCPT, "-m", "x", "-F", "/etc/hostname", NULL);
+	assert_int_equal(r->rc, 64);
+	sendmail(r, root, "-t", RCPT, "stray", NULL);
+	assert_int_equal(r->rc, 64);
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 0);
+	assert_int_equal(spool_count(root, OUTBOX_FAILED), 0);
+
+	/* -q only queues (port 1 would refuse the connection) */
+	sendmail(r, root, "-q", "-m", "later", NULL);
+	assert_int_equal(r->rc, 0);
+	assert_contains(r->out, "Queued ");
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 1);
+	free(r);
+}
+
+/* Body from stdin through the devmail binary. */
+static void test_stdin_body(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048], body[PATH_MAX + 16], bin[PATH_MAX];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	snprintf(body, sizeof body, "%s/body.txt", root);
+	FILE *f = fopen(body, "w");
+	assert_non_null(f);
+	fputs("line one from stdin\nline two\n", f);
+	fclose(f);
+	const char *bd = getenv("DEVMAIL_BUILD_DIR");
+	assert_non_null(bd);
+	snprintf(bin, sizeof bin, "%s/devmail", bd);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(body, O_RDONLY);
+		int nul = open("/dev/null", O_WRONLY);
+		if (fd < 0 || nul < 0)
+			_exit(127);
+		dup2(fd, 0);
+		dup2(nul, 1);
+		execl(bin, "devmail", "--root", root, "SENDMAIL", "-s", "stdin", NULL);
+		_exit(127);
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	struct peer_message m;
+	load(p, 1, &m);
+	assert_non_null(memmem(m.body, m.body_len, "line one from stdin\r\nline two", 29));
+	peer_message_free(&m);
+}
+
+/* Raw messages (devmail-sendmail): Date/Message-ID added, LF -> CRLF,
+ * recipients from the header with Bcc dropped; two messages over one
+ * connection with submit_deliver_due. */
+struct strsrc {
+	const char *s;
+	size_t len, off;
+};
+
+static enum dm_status strsrc_read(void *ctx, char *buf, size_t cap, size_t *got,
+                                  struct dm_err *err)
+{
+	(void)err;
+	struct strsrc *s = ctx;
+	size_t n = s->len - s->off < cap ? s->len - s->off : cap;
+	if (n > 7)
+		n = 7;   /* small chunks: the header scan must join them */
+	memcpy(buf, s->s + s->off, n);
+	s->off += n;
+	*got = n;
+	return DM_OK;
+}
+
+static int report_cb_count;
+static void report_cb(void *ctx, const struct submit_report *r)
+{
+	(void)ctx;
+	assert_int_equal(r->outcome, SUBMIT_SENT);
+	assert_int_equal(r->exit_code, 0);
+	assert_true(strncmp(r->line, "Sent to ", 8) == 0);
+	report_cb_count++;
+}
+
+static void test_raw_batch(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048], id1[OUTBOX_ID_MAX], id2[OUTBOX_ID_MAX];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	struct registry *reg = NULL;
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(registry_open(root, &reg, &err), DM_OK);
+
+	const char *m1 = "From: Cron <cron@example.org>\nTo: ops@example.net\n"
+	                 "Bcc: secret@example.net,\n other@example.net\n"
+	                 "Subject: nightly\n\nall good\n.\nend";
+	struct strsrc s1 = { m1, strlen(m1), 0 };
+	struct submit_raw raw = { .src = { strsrc_read, &s1 },
+	                          .rcpt_from_headers = true, .hostname = "unit.test" };
+	assert_int_equal(submit_enqueue_raw(root, reg, &raw, 0, id1, &err), DM_OK);
+	const char *m2 = "Subject: second\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+	                 "\r\nbody two\r\n";
+	struct strsrc s2 = { m2, strlen(m2), 0 };
+	const char *rc2[] = { "x@example.net" };
+	struct submit_raw raw2 = { .src = { strsrc_read, &s2 }, .rcpt = rc2, .nrcpt = 1 };
+	assert_int_equal(submit_enqueue_raw(root, reg, &raw2, 0, id2, &err), DM_OK);
+
+	/* no recipient at all: refused, nothing queued */
+	struct strsrc s3 = { "Subject: x\n\ny\n", 14, 0 };
+	char id3[OUTBOX_ID_MAX];
+	struct submit_raw raw3 = { .src = { strsrc_read, &s3 } };
+	assert_int_equal(submit_enqueue_raw(root, reg, &raw3, 0, id3, &err), DM_EINVAL);
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 2);
+
+	struct submit_hooks hooks = { .report = report_cb };
+	struct outbox_stats st;
+	report_cb_count = 0;
+	assert_int_equal(submit_deliver_due(root, reg, &hooks, &st, &err), DM_OK);
+	registry_close(reg);
+	assert_int_equal(st.sent, 2);
+	assert_int_equal(report_cb_count, 2);
+	assert_int_equal(peer_capture_count(p), 2);
+
+	struct peer_message m;
+	char v[512];
+	load(p, 1, &m);
+	assert_string_equal(m.mail_from, "cron@example.org");
+	assert_int_equal(m.nrcpt, 3);
+	assert_string_equal(m.rcpt[1], "secret@example.net");
+	assert_false(peer_message_header(&m, "Bcc", v, sizeof v));
+	assert_null(memmem(m.data, m.data_len, "other@", 6));
+	assert_true(peer_message_header(&m, "Date", v, sizeof v));
+	assert_true(peer_message_header(&m, "Message-ID", v, sizeof v));
+	assert_contains(v, "@unit.test>");
+	for (size_t i = 0; i < m.data_len; i++)
+		if (m.data[i] == '\n' && (i == 0 || m.data[i - 1] != '\r'))
+			fail_msg("bare LF at %zu", i);
+	assert_non_null(memmem(m.body, m.body_len, "all good\r\n.\r\nend\r\n", 18));
+	peer_message_free(&m);
+	load(p, 2, &m);
+	assert_string_equal(m.mail_from, FROM);   /* from the registry */
+	assert_true(peer_message_header(&m, "From", v, sizeof v));
+	assert_contains(v, FROM);
+	assert_true(peer_message_header(&m, "Date", v, sizeof v));
+	assert_string_equal(v, "Mon, 1 Jan 2024 00:00:00 +0000");
+	peer_message_free(&m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_all_options_starttls, test_teardown),
+		cmocka_unit_test_teardown(test_smtps_defaults, test_teardown),
+		cmocka_unit_test_teardown(test_plaintext, test_teardown),
+		cmocka_unit_test_teardown(test_server_down, test_teardown),
+		cmocka_unit_test_teardown(test_rcpt_refused, test_teardown),
+		cmocka_unit_test_teardown(test_wrong_password, test_teardown),
+		cmocka_unit_test_teardown(test_no_mailhost, test_teardown),
+		cmocka_unit_test_teardown(test_bad_input, test_teardown),
+		cmocka_unit_test_teardown(test_stdin_body, test_teardown),
+		cmocka_unit_test_teardown(test_raw_batch, test_teardown),
+	};
+	return cmocka_run_group_tests_name("sendmail", tests, group_setup,
+	                                   group_teardown);
+}
