@@ -53,6 +53,7 @@ static const struct shell_command *const shell_table[] = {
 	&shell_cmd_reg,
 	&shell_cmd_ipconfig,
 	&shell_cmd_sendmail,
+	&shell_cmd_outbox,
 	&shell_cmd_log,
 	&shell_cmd_exit,
 	&shell_cmd_quit,

@@ -53,6 +53,7 @@ extern const struct shell_command shell_cmd_help;
 extern const struct shell_command shell_cmd_reg;
 extern const struct shell_command shell_cmd_ipconfig;
 extern const struct shell_command shell_cmd_sendmail;
+extern const struct shell_command shell_cmd_outbox;
 extern const struct shell_command shell_cmd_log;
 extern const struct shell_command shell_cmd_exit;
 extern const struct shell_command shell_cmd_quit;

@@ -1,0 +1,404 @@
+/* cmd_outbox.c - OUTBOX: list the mail queue and the failed messages, retry
+ * one or all of them now, delete one.  The work is done by the outbox
+ * (mail/outbox.h) and the submission glue (mail/submit.h); this file only
+ * parses options and prints. */
+#include "shell/shell.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+
+#include "mail/outbox.h"
+#include "mail/submit.h"
+
+enum {
+	OUTBOX_OPT_RETRY,
+	OUTBOX_OPT_ALL,
+	OUTBOX_OPT_DELETE,
+	OUTBOX_OPT_FAILED,
+	OUTBOX_OPT_VERBOSE,
+};
+
+static const struct shell_opt outbox_opts[] = {
+	[OUTBOX_OPT_RETRY]   = { 'r', "retry", "ID" },
+	[OUTBOX_OPT_ALL]     = { 'a', "all", NULL },
+	[OUTBOX_OPT_DELETE]  = { 'd', "delete", "ID" },
+	[OUTBOX_OPT_FAILED]  = { 'f', "failed", NULL },
+	[OUTBOX_OPT_VERBOSE] = { 'v', "verbose", NULL },
+	{ 0, NULL, NULL },
+};
+
+/* "45s", "3m12s", "2h05m", "3d04h": short and exact enough for a table. */
+static void outbox_cmd_duration(long s, char *out, size_t cap)
+{
+	if (s < 0)
+		s = 0;
+	if (s < 60)
+		snprintf(out, cap, "%lds", s);
+	else if (s < 3600)
+		snprintf(out, cap, "%ldm%02lds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(out, cap, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+	else
+		snprintf(out, cap, "%ldd%02ldh", s / 86400, (s % 86400) / 3600);
+}
+
+/* The first recipient, and how many more there are. */
+static void outbox_cmd_rcpt(const struct outbox_item *it, char *out, size_t cap)
+{
+	if (it->nrcpt == 0)
+		snprintf(out, cap, "-");
+	else if (it->nrcpt == 1)
+		snprintf(out, cap, "%s", it->rcpt[0]);
+	else
+		snprintf(out, cap, "%s +%zu", it->rcpt[0], it->nrcpt - 1);
+}
+
+struct outbox_cmd_list {
+	FILE *out;
+	time_t now;
+	bool failed;
+	size_t count;
+};
+
+static int outbox_cmd_list_row(void *ctx, const struct outbox_item *it)
+{
+	struct outbox_cmd_list *l = ctx;
+	char age[32], next[40], rcpt[OUTBOX_ADDR_MAX + 16];
+
+	if (l->count++ == 0) {
+		if (l->failed)
+			fprintf(l->out, "%-40s %-8s %-6s %s\n", "ID", "AGE", "TRIES",
+			        "TO");
+		else
+			fprintf(l->out, "%-40s %-8s %-6s %-10s %s\n", "ID", "AGE",
+			        "TRIES", "NEXT TRY", "TO");
+	}
+	outbox_cmd_duration(it->age, age, sizeof(age));
+	outbox_cmd_rcpt(it, rcpt, sizeof(rcpt));
+	if (l->failed) {
+		fprintf(l->out, "%-40s %-8s %-6u %s\n", it->id, age, it->attempts,
+		        rcpt);
+		fprintf(l->out, "    reason: %s\n",
+		        it->last_error[0] ? it->last_error : "(none recorded)");
+		return 0;
+	}
+	if (it->next_try <= l->now) {
+		snprintf(next, sizeof(next), "now");
+	} else {
+		char d[32];
+		outbox_cmd_duration((long)(it->next_try - l->now), d, sizeof(d));
+		snprintf(next, sizeof(next), "in %s", d);
+	}
+	fprintf(l->out, "%-40s %-8s %-6u %-10s %s\n", it->id, age, it->attempts,
+	        next, rcpt);
+	if (it->last_error[0])
+		fprintf(l->out, "    last error: %s\n", it->last_error);
+	return 0;
+}
+
+static int outbox_cmd_count_cb(void *ctx, const struct outbox_item *it)
+{
+	(void)it;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+struct outbox_cmd_find {
+	const char *id;
+	bool found;
+};
+
+static int outbox_cmd_find_cb(void *ctx, const struct outbox_item *it)
+{
+	struct outbox_cmd_find *f = ctx;
+	if (strcmp(f->id, it->id) == 0) {
+		f->found = true;
+		return 1;   /* stops the walk */
+	}
+	return 0;
+}
+
+/* Whether `id` is in the queue or in failed (*where set accordingly).
+ * Returns 0, or an exit code after printing the error. */
+static int outbox_cmd_locate(struct shell *sh, struct outbox *ob,
+                             const char *id, bool *queued, bool *failed)
+{
+	struct outbox_cmd_find f = { .id = id };
+	struct dm_err e;
+	enum dm_status st;
+
+	*queued = *failed = false;
+	dm_err_clear(&e);
+	st = outbox_list(ob, OUTBOX_QUEUE, outbox_cmd_find_cb, &f, &e);
+	if (st != DM_OK && !f.found)
+		return shell_fail(sh, st, &e);
+	*queued = f.found;
+	if (f.found)
+		return 0;
+	dm_err_clear(&e);
+	st = outbox_list(ob, OUTBOX_FAILED, outbox_cmd_find_cb, &f, &e);
+	if (st != DM_OK && !f.found)
+		return shell_fail(sh, st, &e);
+	*failed = f.found;
+	return 0;
+}
+
+static int outbox_cmd_unknown(struct shell *sh, const char *id)
+{
+	return shell_error(sh, EX_DATAERR,
+	    "%s: no such message in the outbox (OUTBOX lists the queue, "
+	    "OUTBOX -f the failed messages)", id);
+}
+
+static int outbox_cmd_show(struct shell *sh, struct outbox *ob, bool failed)
+{
+	struct outbox_cmd_list l = {
+		.out = shell_out(sh), .now = time(NULL), .failed = failed,
+	};
+	size_t other = 0;
+	struct dm_err e;
+	enum dm_status st;
+
+	dm_err_clear(&e);
+	st = outbox_list(ob, failed ? OUTBOX_FAILED : OUTBOX_QUEUE,
+	                 outbox_cmd_list_row, &l, &e);
+	if (st)
+		return shell_fail(sh, st, &e);
+	/* The other list's size, for the summary line (best effort). */
+	outbox_list(ob, failed ? OUTBOX_QUEUE : OUTBOX_FAILED,
+	            outbox_cmd_count_cb, &other, NULL);
+	if (failed) {
+		if (l.count == 0)
+			fprintf(l.out, "no failed messages");
+		else
+			fprintf(l.out, "%zu failed message%s (OUTBOX -d ID deletes one)",
+			        l.count, l.count == 1 ? "" : "s");
+		fprintf(l.out, "; %zu queued\n", other);
+	} else {
+		if (l.count == 0)
+			fprintf(l.out, "the outbox is empty");
+		else
+			fprintf(l.out, "%zu message%s queued (OUTBOX -r ID or -a "
+			        "delivers now)", l.count, l.count == 1 ? "" : "s");
+		if (other)
+			fprintf(l.out, "; %zu failed (OUTBOX -f)", other);
+		fputc('\n', l.out);
+	}
+	return EX_OK;
+}
+
+static int outbox_cmd_delete(struct shell *sh, struct outbox *ob, const char *id)
+{
+	bool queued, failed;
+	struct dm_err e;
+	enum dm_status st;
+	int rc;
+
+	if ((rc = outbox_cmd_locate(sh, ob, id, &queued, &failed)))
+		return rc;
+	if (!queued && !failed)
+		return outbox_cmd_unknown(sh, id);
+	dm_err_clear(&e);
+	if ((st = outbox_delete(ob, id, &e))) {
+		if (st == DM_ENOTFOUND)
+			return outbox_cmd_unknown(sh, id);
+		if (st == DM_EBUSY)
+			return shell_error(sh, EX_TEMPFAIL,
+			    "%s is being delivered right now; try again when it is done",
+			    id);
+		return shell_fail(sh, st, &e);
+	}
+	fprintf(shell_out(sh), "deleted %s from the %s\n", id,
+	        queued ? "queue" : "failed messages");
+	return EX_OK;
+}
+
+/* ---- delivery (-r, -a) ----------------------------------------------------- */
+
+struct outbox_cmd_run {
+	FILE *out;
+	size_t reports;
+	int exit_code;     /* of the first message not delivered, else 0 */
+};
+
+static void outbox_cmd_transcript(void *ctx, enum smtp_dir dir,
+                                  const char *line)
+{
+	struct outbox_cmd_run *r = ctx;
+	fprintf(r->out, "%s %s\n",
+	        dir == SMTP_DIR_CLIENT ? ">>" : dir == SMTP_DIR_SERVER ? "<<" : "--",
+	        line);
+	fflush(r->out);
+}
+
+static void outbox_cmd_report(void *ctx, const struct submit_report *rep)
+{
+	struct outbox_cmd_run *r = ctx;
+	r->reports++;
+	if (rep->outcome == SUBMIT_SENT)
+		fprintf(r->out, "%s: %s\n", rep->id, rep->line);
+	else
+		fprintf(r->out, "%s\n", rep->line);
+	fflush(r->out);
+	if (rep->exit_code && !r->exit_code)
+		r->exit_code = rep->exit_code;
+}
+
+static int outbox_cmd_fail_submit(struct shell *sh, enum dm_status st,
+                                  const struct dm_err *e)
+{
+	return shell_error(sh, submit_status_exit(st), "%s",
+	                   e->msg[0] ? e->msg : dm_status_str(st));
+}
+
+static int outbox_cmd_retry(struct shell *sh, struct registry *reg,
+                            struct outbox *ob, const char *id, bool verbose)
+{
+	struct outbox_cmd_run run = { .out = shell_out(sh) };
+	struct submit_hooks h = {
+		.report = outbox_cmd_report, .report_ctx = &run,
+		.transcript = verbose ? outbox_cmd_transcript : NULL,
+		.transcript_ctx = &run,
+	};
+	struct submit_report rep;
+	bool queued, failed;
+	struct dm_err e;
+	enum dm_status st;
+	int rc;
+
+	if ((rc = outbox_cmd_locate(sh, ob, id, &queued, &failed)))
+		return rc;
+	if (failed)
+		return shell_error(sh, EX_DATAERR,
+		    "%s failed permanently and is not retried (OUTBOX -f shows "
+		    "why; send it again once the cause is fixed)", id);
+	if (!queued)
+		return outbox_cmd_unknown(sh, id);
+	dm_err_clear(&e);
+	st = submit_deliver(shell_root(sh), reg, id, &h, &rep, &e);
+	if (run.reports == 0) {
+		/* Nothing was attempted: the spool is unchanged. */
+		if (st == DM_ENOTFOUND)
+			return outbox_cmd_unknown(sh, id);
+		if (st == DM_EBUSY)
+			return shell_error(sh, EX_TEMPFAIL,
+			    "%s is being delivered by another process right now", id);
+		return outbox_cmd_fail_submit(sh, st, &e);
+	}
+	return run.exit_code;
+}
+
+static int outbox_cmd_retry_all(struct shell *sh, struct registry *reg,
+                                struct outbox *ob, bool verbose)
+{
+	struct outbox_cmd_run run = { .out = shell_out(sh) };
+	struct submit_hooks h = {
+		.report = outbox_cmd_report, .report_ctx = &run,
+		.transcript = verbose ? outbox_cmd_transcript : NULL,
+		.transcript_ctx = &run,
+	};
+	struct outbox_stats stats;
+	unsigned made_due = 0;
+	size_t queued = 0;
+	struct dm_err e;
+	enum dm_status st;
+
+	dm_err_clear(&e);
+	if ((st = outbox_list(ob, OUTBOX_QUEUE, outbox_cmd_count_cb, &queued, &e)))
+		return shell_fail(sh, st, &e);
+	if (queued == 0) {
+		fprintf(run.out, "the outbox is empty: nothing to deliver\n");
+		return EX_OK;
+	}
+	dm_err_clear(&e);
+	if ((st = outbox_retry_now(ob, NULL, &made_due, &e)))
+		return shell_fail(sh, st, &e);
+	dm_err_clear(&e);
+	st = submit_deliver_due(shell_root(sh), reg, &h, &stats, &e);
+	if (st != DM_OK && run.reports == 0)
+		return outbox_cmd_fail_submit(sh, st, &e);
+	fprintf(run.out, "%u sent, %u deferred, %u failed", stats.sent,
+	        stats.deferred, stats.failed);
+	if (stats.busy)
+		fprintf(run.out, ", %u skipped (being delivered by another process)",
+		        stats.busy);
+	fputc('\n', run.out);
+	if (st != DM_OK)
+		return outbox_cmd_fail_submit(sh, st, &e);
+	return run.exit_code;
+}
+
+static int outbox_cmd_run(struct shell *sh, int argc, char **argv)
+{
+	struct shell_opts o;
+	struct registry *reg;
+	struct outbox *ob = NULL;
+	struct dm_err e;
+	enum dm_status st;
+	int rc, actions;
+
+	if ((rc = shell_opts_parse(sh, outbox_opts, argc, argv, &o)))
+		return rc;
+	actions = o.seen[OUTBOX_OPT_RETRY] + o.seen[OUTBOX_OPT_ALL] +
+	          o.seen[OUTBOX_OPT_DELETE] + o.seen[OUTBOX_OPT_FAILED];
+	if (o.argc != 0 || actions > 1)
+		return shell_usage(sh);
+	if (o.seen[OUTBOX_OPT_VERBOSE] && !o.seen[OUTBOX_OPT_RETRY] &&
+	    !o.seen[OUTBOX_OPT_ALL])
+		return shell_error(sh, EX_USAGE, "-v goes with -r ID or -a");
+	dm_err_clear(&e);
+	if ((st = shell_registry(sh, &reg, &e)))
+		return shell_fail(sh, st, &e);
+	dm_err_clear(&e);
+	if ((st = submit_outbox_open(shell_root(sh), reg, &ob, &e)))
+		return shell_fail(sh, st, &e);
+
+	bool verbose = o.seen[OUTBOX_OPT_VERBOSE];
+	if (o.seen[OUTBOX_OPT_DELETE])
+		rc = outbox_cmd_delete(sh, ob, o.value[OUTBOX_OPT_DELETE]);
+	else if (o.seen[OUTBOX_OPT_RETRY])
+		rc = outbox_cmd_retry(sh, reg, ob, o.value[OUTBOX_OPT_RETRY], verbose);
+	else if (o.seen[OUTBOX_OPT_ALL])
+		rc = outbox_cmd_retry_all(sh, reg, ob, verbose);
+	else
+		rc = outbox_cmd_show(sh, ob, o.seen[OUTBOX_OPT_FAILED]);
+	outbox_close(ob);
+	return rc;
+}
+
+const struct shell_command shell_cmd_outbox = {
+	.name = "OUTBOX",
+	.usage = "OUTBOX [-f | -r ID | -a | -d ID] [-v]",
+	.options =
+		"-f         list the failed messages with the reason each one failed\n"
+		"-r ID      deliver the queued message ID now and print the result\n"
+		"-a         deliver every queued message now, one result line each\n"
+		"-d ID      delete message ID (queued or failed)\n"
+		"-v         with -r or -a: show the SMTP dialogue (AUTH redacted)",
+	.summary = "list, retry and delete queued mail",
+	.description =
+		"Without options OUTBOX lists the messages waiting in the outbox: "
+		"the id, how long ago each was handed over, the delivery attempts so "
+		"far, when the next attempt is due, the first recipient and the last "
+		"error. A message stays queued after a temporary failure (server "
+		"unreachable, 4xx reply) and is retried after Outbox/RetryMin "
+		"seconds, each wait doubling up to Outbox/RetryMax, until "
+		"Outbox/MaxAge; then, or after a permanent refusal (5xx), it moves "
+		"to the failed messages, which OUTBOX -f lists with the reason."
+		"\n\n"
+		"OUTBOX -r ID and OUTBOX -a deliver now, over one connection, "
+		"whatever the retry schedule says, and print one line per message: "
+		"where it went and how (TLS, certificate, AUTH) or why it was not "
+		"sent. OUTBOX -d ID removes a message for good. Every change is "
+		"written to the system log (LOG shows it)."
+		"\n\n"
+		"Exit status: 0 when everything asked for was done; for -r and -a "
+		"the status of the first message not delivered (75 queued for "
+		"retry, 69 refused, 77 authentication failed, 78 configuration "
+		"missing); 65 for an unknown id or one that has already failed "
+		"(-r); 75 when the message is being delivered by another process.",
+	.run = outbox_cmd_run,
+};
