@@ -695,6 +695,18 @@ static void submit_cat(char *out, size_t cap, size_t *len, const char *fmt, ...)
 		*len = *len + (size_t)n >= cap ? cap - 1 : *len + (size_t)n;
 }
 
+/* Copies src into dst[cap], truncated, always NUL-terminated. */
+static void submit_copy(char *dst, size_t cap, const char *src)
+{
+	if (cap == 0)
+		return;
+	size_t n = strlen(src);
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 struct submit_vec {
 	struct submit_report *v;
 	size_t n, cap;
@@ -818,10 +830,11 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 			rep[i]->status = st;
 			rep[i]->err = e;
 			submit_rcpt_str(&items[i], to, sizeof(to));
-			snprintf(rep[i]->line, sizeof(rep[i]->line),
-			         "Not sent to %s via %s:%u: %s", to, s.host,
-			         s.port ? s.port : (s.smtps ? 465u : 25u),
-			         e.msg[0] ? e.msg : dm_status_str(st));
+			size_t len = 0;
+			submit_cat(rep[i]->line, sizeof(rep[i]->line), &len,
+			           "Not sent to %s via %s:%u: %s", to, s.host,
+			           s.port ? s.port : (s.smtps ? 465u : 25u),
+			           e.msg[0] ? e.msg : dm_status_str(st));
 		}
 		goto out;
 	}
@@ -878,7 +891,7 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 		}
 		if (ok) {
 			out[i].status = DM_OK;
-			snprintf(out[i].detail, sizeof(out[i].detail), "%s", line);
+			submit_copy(out[i].detail, sizeof(out[i].detail), line);
 		} else {
 			out[i].status = submit_outbox_status(r->status, r->code, false);
 			dm_err_clear(&out[i].err);
@@ -893,8 +906,8 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 		if (rep[i]) {
 			rep[i]->status = r->status;
 			rep[i]->err = out[i].err;
-			snprintf(rep[i]->line, sizeof(rep[i]->line), "%s", line);
-			snprintf(rep[i]->detail, sizeof(rep[i]->detail), "%s", session);
+			submit_copy(rep[i]->line, sizeof(rep[i]->line), line);
+			submit_copy(rep[i]->detail, sizeof(rep[i]->detail), session);
 		}
 	}
 	smtp_client_close(c, NULL);
@@ -915,7 +928,7 @@ static enum dm_status submit_one(void *ctx, const struct outbox_item *item,
 	o.status = DM_EIO;
 	submit_batch(ctx, 1, item, msg, &o);
 	if (o.status == DM_OK) {
-		snprintf(detail, detail_cap, "%s", o.detail);
+		submit_copy(detail, detail_cap, o.detail);
 		return DM_OK;
 	}
 	if (err)
