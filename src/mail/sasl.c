@@ -22,8 +22,11 @@ struct sasl_client {
 	int xoauth2_steps;
 };
 
-/* Strongest first (see sasl.h). */
+/* Preference orders (see sasl.h): inside verified TLS, and otherwise. */
 static const char *const sasl_order[] = {
+	"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN", "CRAM-MD5",
+};
+static const char *const sasl_order_clear[] = {
 	"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN",
 };
 
@@ -53,7 +56,7 @@ static bool sasl_in_list(const char *list, const char *mech)
 }
 
 const char *sasl_choose(const char *offered, const struct sasl_creds *cr,
-                        bool have_cb)
+                        bool have_cb, bool verified_tls)
 {
 	bool token = cr->oauth_token && cr->oauth_token[0];
 	bool pass = cr->password && cr->password[0];
@@ -61,13 +64,21 @@ const char *sasl_choose(const char *offered, const struct sasl_creds *cr,
 		return "XOAUTH2";
 	if (!pass)
 		return NULL;
+	const char *const *order = verified_tls ? sasl_order : sasl_order_clear;
 	for (size_t i = 0; i < sizeof(sasl_order) / sizeof(sasl_order[0]); i++) {
 		if (i == 0 && !have_cb)
-			continue;
-		if (sasl_in_list(offered, sasl_order[i]))
-			return sasl_order[i];
+			continue;   /* both orders start with SCRAM-SHA-256-PLUS */
+		if (sasl_in_list(offered, order[i]))
+			return order[i];
 	}
 	return NULL;
+}
+
+bool sasl_one_round_trip(const char *mech)
+{
+	/* SCRAM needs a second round trip (server-first, client-final);
+	 * LOGIN and CRAM-MD5 start with a server challenge. */
+	return strcasecmp(mech, "PLAIN") == 0 || strcasecmp(mech, "XOAUTH2") == 0;
 }
 
 static void sasl_wipe_str(char *s)

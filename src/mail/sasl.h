@@ -24,13 +24,28 @@ struct sasl_creds {
 	const char *oauth_token;   /* NULL when none */
 };
 
-/* The strongest mechanism in `offered` (space-separated, upper case) that
- * the credentials can drive: SCRAM-SHA-256-PLUS (only when channel binding
- * is available, have_cb) > SCRAM-SHA-256 > CRAM-MD5 > PLAIN > LOGIN; with a
- * token and no password XOAUTH2 only; with both, XOAUTH2 first.  NULL when
- * none fits. */
+/* The best mechanism in `offered` (space-separated, upper case) that the
+ * credentials can drive.  `verified_tls`: the connection is TLS with a
+ * verified (or pinned) server certificate; then
+ *   SCRAM-SHA-256-PLUS > SCRAM-SHA-256 > PLAIN > LOGIN > CRAM-MD5
+ * (inside verified TLS PLAIN reveals nothing to an eavesdropper and needs
+ * one round trip with its initial response, RFC 4954 4; CRAM-MD5 is
+ * obsolete, needs a challenge round trip, and makes the server keep the
+ * password in clear).  Otherwise (clear text allowed by the operator, or
+ * TLS without verification)
+ *   SCRAM-SHA-256-PLUS > SCRAM-SHA-256 > CRAM-MD5 > PLAIN > LOGIN
+ * so that the password itself is not sent where it can be read.
+ * SCRAM-SHA-256-PLUS only when channel binding is available (have_cb).
+ * With a token and no password XOAUTH2 only; with both, XOAUTH2 first.
+ * NULL when none fits. */
 const char *sasl_choose(const char *offered, const struct sasl_creds *cr,
-                        bool have_cb);
+                        bool have_cb, bool verified_tls);
+
+/* True when `mech` completes in one round trip with an initial response
+ * and negotiates no security layer (PLAIN, XOAUTH2 on success): RFC 4954
+ * section 4 then lets AUTH be followed by other commands in a pipelined
+ * group. */
+bool sasl_one_round_trip(const char *mech);
 
 /* True when we implement `mech` (case-insensitive). */
 bool sasl_supported(const char *mech);

@@ -17,6 +17,16 @@
  * it for this host); EHLO again after TLS with capabilities reset; bytes
  * after the STARTTLS 220 abort (RFC 3207 5); credentials set but no AUTH
  * offered is an error; RequireTLS fails before any MAIL.
+ *
+ * Pipelined AUTH (settings.pipeline_auth, RFC 4954 4): a one-round-trip
+ * AUTH with an initial response is held at open (state READY, auth_held)
+ * and leads the first command group; state AUTH_PIPELINED takes its reply
+ * and then hands over to the state of what was pipelined behind it
+ * (after_auth).  A refusal fails the session before any later reply is
+ * read: nothing after the AUTH is acted on by a conforming server (530 /
+ * 503 / 554), and should one still answer DATA with 354, dropping the
+ * connection without the final dot discards the message (RFC 5321 4.1.1.4:
+ * only the dot completes it).
  */
 #include "mail/smtp.h"
 
@@ -35,6 +45,7 @@ enum smtp_state {
 	SMTP_STATE_HELO,
 	SMTP_STATE_STARTTLS,
 	SMTP_STATE_AUTH,       /* AUTH sent; 334 loop */
+	SMTP_STATE_AUTH_PIPELINED, /* held AUTH sent with a command group */
 	SMTP_STATE_READY,      /* idle: waiting for the caller */
 	SMTP_STATE_MAIL,
 	SMTP_STATE_RCPT,
@@ -53,6 +64,7 @@ static const char *const smtp_state_names[SMTP_STATE_COUNT] = {
 	[SMTP_STATE_HELO] = "HELO",
 	[SMTP_STATE_STARTTLS] = "STARTTLS",
 	[SMTP_STATE_AUTH] = "AUTH",
+	[SMTP_STATE_AUTH_PIPELINED] = "AUTH_PIPELINED",
 	[SMTP_STATE_READY] = "READY",
 	[SMTP_STATE_MAIL] = "MAIL",
 	[SMTP_STATE_RCPT] = "RCPT",
@@ -92,6 +104,11 @@ struct smtp_client {
 	unsigned auth_steps;
 	bool auth_cancelled;
 	char auth_diag[DM_ERR_TEXT];
+	char *auth_held;                 /* pipeline_auth: base64 initial
+	                                    response waiting for the first group
+	                                    (secret: wiped and freed once sent) */
+	char auth_user[256];             /* for messages after open */
+	enum smtp_state after_auth;      /* state of what follows a pipelined AUTH */
 
 	/* batch */
 	const struct smtp_envelope *env;
@@ -374,6 +391,42 @@ static void smtp_auth_end(struct smtp_client *c)
 	c->sasl = NULL;
 }
 
+static void smtp_auth_drop_held(struct smtp_client *c)
+{
+	sasl_free_response(c->auth_held);   /* wipes */
+	c->auth_held = NULL;
+}
+
+/* Writes "AUTH MECH <initial response>" with the given secret payload. */
+static void smtp_auth_write(struct smtp_client *c, const char *initial)
+{
+	char prefix[64], shown[96];
+	snprintf(prefix, sizeof(prefix), "AUTH %s ", c->info.mechanism);
+	snprintf(shown, sizeof(shown), "AUTH %s <redacted>", c->info.mechanism);
+	/* RFC 4954 4: an empty initial response is sent as "=". */
+	smtp_cmd_secret(c, prefix, initial[0] ? initial : "=", shown);
+}
+
+/* Sends the held AUTH ahead of what the caller writes next; the caller
+ * then calls smtp_auth_pipelined_wait() once the group is written. */
+static void smtp_auth_send_held(struct smtp_client *c)
+{
+	smtp_note(c, SMTP_DIR_INFO, "AUTH %s pipelined with the next commands "
+	          "(RFC 4954 4)", c->info.mechanism);
+	smtp_auth_write(c, c->auth_held);
+	smtp_auth_drop_held(c);
+}
+
+/* The group behind the held AUTH is written (its state is the current
+ * one): wait for the AUTH reply first. */
+static void smtp_auth_pipelined_wait(struct smtp_client *c)
+{
+	if (c->state == SMTP_STATE_FAILED)
+		return;
+	c->after_auth = c->state;
+	smtp_set_state(c, SMTP_STATE_AUTH_PIPELINED);
+}
+
 static void smtp_auth_begin(struct smtp_client *c)
 {
 	if (!c->have_creds) {
@@ -405,7 +458,8 @@ static void smtp_auth_begin(struct smtp_client *c)
 			                          &cbl, NULL) == DM_OK ||
 			transport_channel_binding(c->t, "tls-unique", cb, sizeof(cb),
 			                          &cbl, NULL) == DM_OK;
-		mech = sasl_choose(c->caps.auth_mechs, &cr, have_cb);
+		mech = sasl_choose(c->caps.auth_mechs, &cr, have_cb,
+		                   c->info.tls.active && c->info.tls.verified);
 		if (!mech) {
 			smtp_fail(c, DM_EAUTH, NULL, "no AUTH mechanism offered by %s:%u "
 			          "(%s) fits the credentials set", c->info.host,
@@ -427,12 +481,20 @@ static void smtp_auth_begin(struct smtp_client *c)
 			*p = (char)(*p - 'a' + 'A');
 	c->auth_steps = 0;
 	c->auth_cancelled = false;
+	snprintf(c->auth_user, sizeof(c->auth_user), "%s", s->username);
+	if (initial && s->pipeline_auth && c->caps.pipelining &&
+	    sasl_one_round_trip(mech)) {
+		/* RFC 4954 4: may lead a pipelined group; keep only the encoded
+		 * response (the SASL session and its password copy go now). */
+		c->auth_held = initial;
+		smtp_auth_end(c);
+		smtp_note(c, SMTP_DIR_INFO, "AUTH %s held for the first command "
+		          "group (PIPELINING)", c->info.mechanism);
+		smtp_set_state(c, SMTP_STATE_READY);
+		return;
+	}
 	if (initial) {
-		char prefix[64], shown[96];
-		snprintf(prefix, sizeof(prefix), "AUTH %s ", c->info.mechanism);
-		snprintf(shown, sizeof(shown), "AUTH %s <redacted>", c->info.mechanism);
-		/* RFC 4954 4: an empty initial response is sent as "=". */
-		smtp_cmd_secret(c, prefix, initial[0] ? initial : "=", shown);
+		smtp_auth_write(c, initial);
 		sasl_free_response(initial);
 	} else {
 		smtp_cmd(c, "AUTH %s", c->info.mechanism);
@@ -442,6 +504,15 @@ static void smtp_auth_begin(struct smtp_client *c)
 
 static void smtp_on_auth(struct smtp_client *c, const struct smtp_reply *r)
 {
+	if (r->code == 334 && !c->auth_cancelled && !c->sasl) {
+		/* Not expected (a held one-round-trip AUTH sent alone): cancel. */
+		snprintf(c->auth_diag, sizeof(c->auth_diag), "AUTH %s: unexpected "
+		         "challenge from %s:%u", c->info.mechanism, c->info.host,
+		         c->info.port);
+		c->auth_cancelled = true;
+		smtp_cmd(c, "*");
+		return;
+	}
 	if (r->code == 334 && !c->auth_cancelled) {
 		if (++c->auth_steps > SMTP_AUTH_STEPS_MAX) {
 			smtp_auth_end(c);
@@ -479,8 +550,35 @@ static void smtp_on_auth(struct smtp_client *c, const struct smtp_reply *r)
 	/* 535 bad credentials, 534 mechanism too weak, 454 temporary, 5xx
 	 * other: all DM_EAUTH; the code tells temporary from permanent. */
 	smtp_fail(c, DM_EAUTH, r, "AUTH %s as '%s' refused by %s:%u",
-	          c->info.mechanism, c->s ? c->s->username : "", c->info.host,
-	          c->info.port);
+	          c->info.mechanism, c->auth_user, c->info.host, c->info.port);
+}
+
+/* The reply to a held AUTH that led a pipelined group. */
+static void smtp_on_auth_pipelined(struct smtp_client *c,
+                                   const struct smtp_reply *r)
+{
+	if (r->code == 235) {
+		c->info.tls = *transport_tls_info(c->t);
+		smtp_set_state(c, c->after_auth);
+		return;
+	}
+	if (r->code == 334 && ++c->auth_steps <= SMTP_AUTH_STEPS_MAX) {
+		/* A challenge (XOAUTH2 sends its error this way): the server
+		 * takes our next pipelined line as the answer and then refuses.
+		 * With nothing pipelined behind, cancel (RFC 4954 4). */
+		smtp_note(c, SMTP_DIR_INFO, "AUTH %s: challenge to a pipelined "
+		          "AUTH; waiting for the refusal", c->info.mechanism);
+		if (c->outstanding == 0) {
+			snprintf(c->auth_diag, sizeof(c->auth_diag), "AUTH %s: challenge "
+			         "from %s:%u", c->info.mechanism, c->info.host,
+			         c->info.port);
+			smtp_cmd(c, "*");
+		}
+		return;
+	}
+	smtp_fail(c, DM_EAUTH, r, "AUTH %s as '%s' refused by %s:%u (sent "
+	          "pipelined; nothing after it was sent or accepted)",
+	          c->info.mechanism, c->auth_user, c->info.host, c->info.port);
 }
 
 /* ---- messages ------------------------------------------------------------ */
@@ -881,6 +979,7 @@ static const smtp_handler smtp_handlers[SMTP_STATE_COUNT] = {
 	[SMTP_STATE_HELO] = smtp_on_helo,
 	[SMTP_STATE_STARTTLS] = smtp_on_starttls,
 	[SMTP_STATE_AUTH] = smtp_on_auth,
+	[SMTP_STATE_AUTH_PIPELINED] = smtp_on_auth_pipelined,
 	[SMTP_STATE_MAIL] = smtp_on_mail,
 	[SMTP_STATE_RCPT] = smtp_on_rcpt,
 	[SMTP_STATE_DATA] = smtp_on_data,
@@ -1045,6 +1144,7 @@ static void smtp_free(struct smtp_client *c)
 	if (!c)
 		return;
 	smtp_auth_end(c);
+	smtp_auth_drop_held(c);
 	transport_close(c->t);
 	explicit_bzero(c->rbuf, sizeof(c->rbuf));
 	free(c);
@@ -1172,10 +1272,15 @@ enum dm_status smtp_client_send(struct smtp_client *c,
 		smtp_precheck(c, i);
 	size_t first = smtp_next_msg(c, 0);
 	c->cur = first;
+	bool held = c->auth_held != NULL;
+	if (held)
+		smtp_auth_send_held(c);
 	if (first < n)
 		smtp_begin_msg(c, first);
 	else if (flags & SMTP_SEND_QUIT)
 		smtp_send_quit(c);
+	if (held)
+		smtp_auth_pipelined_wait(c);
 	smtp_run(c);
 	/* Messages left without a final result share the session's fate. */
 	for (size_t i = 0; i < n; i++) {
@@ -1224,7 +1329,12 @@ enum dm_status smtp_client_close(struct smtp_client *c, struct dm_err *err)
 		return DM_OK;
 	enum dm_status st = DM_OK;
 	if (c->state == SMTP_STATE_READY) {
+		bool held = c->auth_held != NULL;
+		if (held)
+			smtp_auth_send_held(c);
 		smtp_send_quit(c);
+		if (held)
+			smtp_auth_pipelined_wait(c);
 		smtp_run(c);
 		if (c->state == SMTP_STATE_FAILED) {
 			st = c->sstatus;

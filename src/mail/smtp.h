@@ -54,6 +54,8 @@ struct smtp_settings {
 	const char *oauth_token;     /* OAuth 2 bearer token for XOAUTH2 or NULL */
 	const char *mechanism;       /* NULL, "" or "auto", or a SASL name */
 	bool allow_plaintext_auth;   /* operator override: AUTH without TLS */
+	bool pipeline_auth;          /* hold a one-round-trip AUTH for the first
+	                              * command group (see below); default off */
 	smtp_transcript_fn transcript; /* or NULL */
 	void *transcript_ctx;
 };
@@ -124,6 +126,22 @@ struct smtp_client;
 enum dm_status smtp_client_open(const struct smtp_settings *s,
                                 struct smtp_client **out, struct dm_err *err);
 
+/* pipeline_auth (RFC 4954 section 4, RFC 2920): when the server offers
+ * PIPELINING and the mechanism chosen completes in one round trip with an
+ * initial response (PLAIN, XOAUTH2), smtp_client_open() does not wait for
+ * the AUTH reply: it returns DM_OK after EHLO with the AUTH command held
+ * (the encoded initial response, wiped once sent), and the first
+ * smtp_client_send() sends it in one flight with the first message's
+ * MAIL/RCPT/DATA (saves a round trip).  Then an AUTH refusal is reported
+ * there: the session fails with DM_EAUTH, every message of the batch gets
+ * DM_EAUTH (the current one with the server's code, e.g. 535), no body is
+ * sent, and the connection is dropped.  smtp_client_close() without a send
+ * sends the held AUTH with QUIT and returns DM_EAUTH when it is refused,
+ * so open + close still checks the credentials.  Callers that treat open
+ * failures and message failures differently (a wrong password must not
+ * fail the message) must treat a DM_EAUTH result as a session failure
+ * before turning this on. */
+
 /* Same on an already connected transport (tests, socketpair).  Takes
  * ownership of t, also on failure.  s->host/port only name the peer. */
 enum dm_status smtp_client_open_transport(const struct smtp_settings *s,
@@ -155,7 +173,9 @@ const struct smtp_info *smtp_client_info(const struct smtp_client *c);
 
 /* Sends QUIT (unless already sent), reads its reply (best effort), closes
  * the transport and frees.  NULL ok.  Returns DM_OK or the QUIT failure,
- * which callers may ignore: messages already accepted stay accepted. */
+ * which callers may ignore: messages already accepted stay accepted; with
+ * a held AUTH (pipeline_auth, no send) it is sent first: DM_EAUTH when
+ * refused. */
 enum dm_status smtp_client_close(struct smtp_client *c, struct dm_err *err);
 
 /* True when a failure is worth retrying later: 4xx replies (incl. 421 and

@@ -204,6 +204,7 @@ static void parse_case(const char *path)
 				else if (!strcmp(arg, "require_tls")) cs.require_tls = onoff(dv);
 				else if (!strcmp(arg, "verify")) cs.verify = onoff(dv);
 				else if (!strcmp(arg, "allow_plaintext_auth")) cs.allow_plaintext_auth = onoff(dv);
+				else if (!strcmp(arg, "pipeline_auth")) cs.pipeline_auth = onoff(dv);
 				else if (!strcmp(arg, "servercert")) snprintf(servercert, sizeof(servercert), "%s", dv);
 				else if (!strcmp(arg, "fingerprint")) cs.fingerprint = dv;
 				else die("line %d: unknown setting '%s'", lineno, arg);
