@@ -29,9 +29,9 @@ struct sendmail_args {
 	bool queue_only, verbose;
 };
 
-/* One option: short letter (case-sensitive here: -f FROM and -F FILE differ,
- * so the shared parser, which ignores case, cannot be used), long name,
- * whether it takes a value. */
+/* One option: short letter, long name, whether it takes a value.  -f FROM
+ * and -F FILE differ only in case and -a/-t/-c/-b repeat, so the shared
+ * parser (which ignores case and refuses repeats) cannot be used. */
 struct sendmail_opt {
 	char letter;
 	const char *long_name;
@@ -44,6 +44,15 @@ static const struct sendmail_opt sendmail_opts[] = {
 	{ 'F', "file", true }, { 'a', "attach", true }, { 'q', "queue", false },
 	{ 'v', "verbose", false }, { 0, NULL, false },
 };
+
+/* Letters ignore case as everywhere on the console, except f/F: -f is
+ * FROM and -F is FILE (the spelling the usage line gives). */
+static bool sendmail_letter_is(char spec, char typed)
+{
+	if (spec == 'f' || spec == 'F')
+		return spec == typed;
+	return (spec | 0x20) == (typed | 0x20);
+}
 
 static int sendmail_list_add(struct shell *sh, const char **list, size_t *n,
                              const char *v, const char *shown)
@@ -111,7 +120,7 @@ static int sendmail_parse(struct shell *sh, int argc, char **argv,
 			/* Flags group (-qv); a value may be attached (-tX) or next. */
 			for (const char *p = w + 1; *p; p++) {
 				char shown[3] = { '-', *p, '\0' };
-				for (o = sendmail_opts; o->letter && o->letter != *p; o++)
+				for (o = sendmail_opts; o->letter && !sendmail_letter_is(o->letter, *p); o++)
 					;
 				if (!o->letter)
 					return shell_error(sh, EX_USAGE, "unknown option %s", shown);
@@ -343,8 +352,8 @@ const struct shell_command shell_cmd_sendmail = {
 		"-f FROM     sender; default Email/FromAddress\n"
 		"-s SUBJECT  subject line (UTF-8)\n"
 		"-m TEXT     message text\n"
-		"-F FILE     message text from FILE (without -m or -F: stdin, when it\n"
-		"            is not a terminal, up to 64 MiB)\n"
+		"-F FILE     message text from FILE (capital F; small -f is FROM;\n"
+		"            without -m or -F: stdin when it is not a terminal, up to 64 MiB)\n"
 		"-a FILE     attach FILE (repeatable)\n"
 		"-q          only queue the message; the daemon or OUTBOX -r sends it\n"
 		"-v          show the SMTP conversation (passwords redacted) on the\n"
@@ -375,6 +384,7 @@ const struct shell_command shell_cmd_sendmail = {
 		"refused permanently; 77 authentication failed (message kept "
 		"queued); 78 configuration missing (the message names the key, e.g. "
 		"Email/MailHost); 65 bad input; 66 missing attachment or body file; "
-		"64 bad usage.",
+		"64 bad usage. Option letters ignore case except -f (FROM) and -F "
+		"(FILE).",
 	.run = sendmail_run,
 };

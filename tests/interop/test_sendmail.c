@@ -11,6 +11,8 @@
  * the spool with outbox_list().
  */
 #include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -524,6 +526,55 @@ static void test_stdin_body(void **state)
 	peer_message_free(&m);
 }
 
+/* A large message on a terminal: the progress bar reaches 100 %. */
+static void test_progress_tty(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048], att[2100], bin[PATH_MAX];
+	struct dm_err err;
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	snprintf(att, sizeof att, "%s/big.bin", root);
+	dm_err_clear(&err);
+	assert_int_equal(peer_write_random_file(att, 2 * 1024 * 1024, 3, &err), DM_OK);
+	const char *bd = getenv("DEVMAIL_BUILD_DIR");
+	assert_non_null(bd);
+	snprintf(bin, sizeof bin, "%s/devmail", bd);
+	int master = -1;
+	pid_t pid = forkpty(&master, NULL, NULL, NULL);
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl(bin, "devmail", "--root", root, "SENDMAIL", "-m", "big", "-a", att,
+		      NULL);
+		_exit(127);
+	}
+	char *buf = calloc(1, 65536);
+	assert_non_null(buf);
+	size_t len = 0;
+	for (int rounds = 0; rounds < 600 && len + 1 < 65536; rounds++) {
+		struct pollfd pfd = { master, POLLIN, 0 };
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(master, buf + len, 65535 - len);
+		if (n <= 0)
+			break;   /* EIO once the child has closed the terminal */
+		len += (size_t)n;
+	}
+	close(master);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) != 0)
+		fail_msg("exit %d: %s", WEXITSTATUS(status), buf);
+	assert_contains(buf, "100% ");
+	assert_contains(buf, " MiB");
+	assert_contains(buf, "Sent to " RCPT);
+	free(buf);
+	assert_int_equal(peer_capture_count(p), 1);
+}
+
 /* Raw messages (devmail-sendmail): Date/Message-ID added, LF -> CRLF,
  * recipients from the header with Bcc dropped; two messages over one
  * connection with submit_deliver_due. */
@@ -636,6 +687,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_no_mailhost, test_teardown),
 		cmocka_unit_test_teardown(test_bad_input, test_teardown),
 		cmocka_unit_test_teardown(test_stdin_body, test_teardown),
+		cmocka_unit_test_teardown(test_progress_tty, test_teardown),
 		cmocka_unit_test_teardown(test_raw_batch, test_teardown),
 	};
 	return cmocka_run_group_tests_name("sendmail", tests, group_setup,
