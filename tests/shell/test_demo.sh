@@ -40,6 +40,7 @@ check "attachment SHA-256 match line" \
 	has '^SHA-256 match: tank-levels\.csv received intact \([0-9a-f]{64}\)$'
 check "REG Email shows Email/Password = <sealed>" has '^Email/Password = <sealed>$'
 check "server saw AUTH demo over TLS" has '^  AUTH demo$'
+check "devmail-sendmail's message arrived too" has '^  Subject: nightly backup done'
 check "demo reports no failed check" bash -c '! grep -q "demo: FAILED" "$1"' _ "$TMP/out"
 check "demo ends with OK" has '^demo: OK - delivered'
 
