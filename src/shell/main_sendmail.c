@@ -246,7 +246,7 @@ static int sm_usage(FILE *f, int code)
 	    "  -F NAME    full name for the From field added when there is none\n"
 	    "  -v         show the SMTP dialogue and the result\n"
 	    "  -odq       only queue the message (OUTBOX -a or the daemon sends it)\n"
-	    "  -q         deliver every queued message now\n"
+	    "  -q         deliver every queued message now (retry schedule ignored)\n"
 	    "  --root DIR data root (else $DEVMAIL_ROOT, else the default)\n"
 	    "  ignored for compatibility: -oX, -odi, -odb, -bm, -em, -U, -m, -n,\n"
 	    "  -B TYPE, -N DSN, -R RET, -V ENVID, -L TAG, -h N, -O OPT=VAL\n"
@@ -414,9 +414,19 @@ static int sm_run_queue(const char *root, struct registry *reg, bool verbose)
 		.report = sm_report, .report_ctx = &run,
 		.transcript = verbose ? sm_transcript : NULL,
 	};
+	struct outbox *ob = NULL;
 	struct dm_err e;
 	enum dm_status st;
 
+	/* As sendmail -q: every queued message is tried now, whatever its
+	 * retry schedule says. */
+	dm_err_clear(&e);
+	if ((st = submit_outbox_open(root, reg, &ob, &e)) ||
+	    (st = outbox_retry_now(ob, NULL, NULL, &e))) {
+		outbox_close(ob);
+		return sm_err(st, &e, "");
+	}
+	outbox_close(ob);
 	dm_err_clear(&e);
 	st = submit_deliver_due(root, reg, &h, NULL, &e);
 	if (st && run.reports == 0)
