@@ -6,12 +6,15 @@
  *   dm_bench --host H --port P (--starttls | --smtps) --cafile CA
  *            --user U --password-file F --from ADDR --to ADDR
  *            (--raw FILE | --attach FILE | --body-bytes N) [--count N]
- *            [--mechanism M] [--verbose]
+ *            [--mechanism M] [--no-pipeline-auth] [--verbose]
  *
  * --raw FILE     sends FILE (an RFC 5322 message, CRLF) as it is, each time
  * --attach FILE  builds a MIME message with FILE attached (streamed: read and
  *                base64-encoded chunk by chunk as it is sent)
  * --body-bytes N builds a text message with an N-byte body (default 1024)
+ * --no-pipeline-auth  leaves smtp_settings.pipeline_auth off (the library
+ *                default): AUTH is answered before smtp_client_open()
+ *                returns instead of leading the first MAIL group
  * The password is read from a file (never argv) and wiped after the session
  * opened.  Prints one summary line; exit 0 when every message was accepted.
  */
@@ -37,7 +40,7 @@ struct dm_bench_opts {
 	const char *host, *cafile, *user, *password_file, *from, *to;
 	const char *raw, *attach, *mechanism;
 	unsigned port;
-	bool starttls, smtps, verbose;
+	bool starttls, smtps, verbose, no_pipeline_auth;
 	size_t body_bytes;
 	long count;
 };
@@ -78,7 +81,7 @@ static void dm_bench_usage(void)
 	        "usage: dm_bench --host H --port P (--starttls|--smtps) --cafile CA --user U\n"
 	        "                --password-file F --from ADDR --to ADDR\n"
 	        "                (--raw FILE | --attach FILE | --body-bytes N) [--count N]\n"
-	        "                [--mechanism M] [--verbose]\n");
+	        "                [--mechanism M] [--no-pipeline-auth] [--verbose]\n");
 	exit(64);
 }
 
@@ -106,6 +109,7 @@ static void dm_bench_parse(int argc, char **argv, struct dm_bench_opts *o)
 		else if (!strcmp(a, "--count")) o->count = strtol(DM_BENCH_VAL(), NULL, 10);
 		else if (!strcmp(a, "--mechanism")) o->mechanism = DM_BENCH_VAL();
 		else if (!strcmp(a, "--verbose")) o->verbose = true;
+		else if (!strcmp(a, "--no-pipeline-auth")) o->no_pipeline_auth = true;
 		else dm_bench_usage();
 #undef DM_BENCH_VAL
 	}
@@ -196,6 +200,7 @@ int main(int argc, char **argv)
 		.require_tls = true, .verify = true, .cafile = o.cafile,
 		.timeout_ms = 30000, .helo_name = "devmail-bench",
 		.username = o.user, .password = password, .mechanism = o.mechanism,
+		.pipeline_auth = !o.no_pipeline_auth,
 		.transcript = o.verbose ? dm_bench_transcript : NULL,
 	};
 	struct smtp_client *c = NULL;

@@ -574,6 +574,9 @@ enum dm_status transport_tls_handshake(struct transport *t, struct dm_err *err)
 			continue;
 		if (rc != GNUTLS_E_AGAIN)
 			break;
+		/* Linux drops quick-ACK mode on its own: re-arm it after each
+		 * handshake read so the server's next flight is not held. */
+		transport_quickack(t->fd);
 		int w = transport_tls_wait_until(t, deadline);
 		if (w == 0) {
 			transport_tls_free(t);
