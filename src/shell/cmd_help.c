@@ -54,7 +54,8 @@ static void help_list(FILE *out)
 	size_t n;
 	const struct shell_command *const *t = shell_commands(&n);
 
-	fprintf(out, "Commands (names and options ignore case):\n");
+	fprintf(out, "Commands (names ignore case, and option letters too unless the\n"
+	             "command's help says otherwise):\n");
 	for (size_t i = 0; i < n; i++)
 		fprintf(out, "  %-10s %s\n", t[i]->name, t[i]->summary);
 	fprintf(out, "HELP COMMAND shows a command's usage; HELP Section/Key "
@@ -63,9 +64,12 @@ static void help_list(FILE *out)
 
 static void help_command(FILE *out, const struct shell_command *c)
 {
-	for (const char *p = c->usage; *p; p++)
-		fputc(toupper((unsigned char)*p), out);
-	fputc('\n', out);
+	/* The command word in capitals, as JANOS prints it; the rest verbatim,
+	 * because SENDMAIL tells -f FROM from -F FILE by case. */
+	const char *p0 = c->usage;
+	for (; *p0 && *p0 != ' '; p0++)
+		fputc(toupper((unsigned char)*p0), out);
+	fprintf(out, "%s\n", p0);
 	if (c->options && *c->options) {
 		/* Verbatim: the option table is aligned by its author. */
 		const char *p = c->options;

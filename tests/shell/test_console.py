@@ -61,7 +61,7 @@ def test_oneshot(root):
 
     r = oneshot(root, "help", "reg")
     check("HELP REG: usage in capitals, Options block",
-          r.returncode == 0 and r.stdout.startswith("REG [-A]")
+          r.returncode == 0 and r.stdout.startswith("REG [-a]")
           and "\nOptions:\n" in r.stdout, r.stdout)
 
     r = oneshot(root, "HELP", "Email/Port")

@@ -96,7 +96,7 @@ static void test_help(void **state)
 	assert_string_equal(f->err, "");
 
 	assert_int_equal(run(f, "help reg"), 0);
-	assert_true(strncmp(f->out, "REG [-A] [SECTION | KEY] [= VALUE]\nOptions:\n", 44) == 0);
+	assert_true(strncmp(f->out, "REG [-a] [SECTION | KEY] [= VALUE]\nOptions:\n", 44) == 0);
 	assert_has(f->out, "-d KEY");
 	assert_has(f->out, "Sealed keys");
 
