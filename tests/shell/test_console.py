@@ -12,6 +12,7 @@ import os
 import pty
 import re
 import select
+import termios
 import shutil
 import signal
 import stat
@@ -184,6 +185,28 @@ class Pty:
     def send(self, s):
         os.write(self.fd, s.encode())
 
+    def wait_editing(self, seconds=STEP_SECONDS):
+        """Waits until libedit has put the terminal into its own (non-
+        canonical) mode.  A control key typed before that is handled by the
+        kernel's line discipline, not by the console (typeahead), so tests
+        of Ctrl-C, Ctrl-D and arrow keys wait for this first.  On Linux the
+        master side reports the slave's termios."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if not termios.tcgetattr(self.fd)[3] & termios.ICANON:
+                    return True
+            except termios.error:
+                return False
+            self._read(min(deadline, time.monotonic() + 0.05))
+        return False
+
+    def key(self, s):
+        """Sends an editing key once the line editor is reading."""
+        if not self.wait_editing():
+            raise AssertionError("line editor never took the terminal")
+        self.send(s)
+
     def since_last(self):
         return self.buf[self.pos:]
 
@@ -237,7 +260,7 @@ def test_interactive(root):
         command(p, "REG Email/Port=2525", "Email/Port = 2525\n", "interactive REG set 2")
         # Up arrow four times: back past the set, the sealed key, the bad
         # value to "REG Email/Port"; running it shows the new value.
-        p.send("\x1b[A" * 4 + "\r")
+        p.key("\x1b[A" * 4 + "\r")
         start = p.pos
         ok = p.expect("Email/Port = 2525   [set; default 25]") and p.expect(PROMPT)
         check("up arrow recalls history (libedit)", ok, repr(p.buf[start:][-400:]))
@@ -253,7 +276,7 @@ def test_interactive(root):
         # Ctrl-C drops the half-typed line and keeps the console.
         p.send("REG Email/Port = 1")
         p.expect("REG Email/Port = 1")
-        p.send("\x03")
+        p.key("\x03")
         check("Ctrl-C gives a fresh prompt", p.expect(PROMPT), repr(p.buf[-300:]))
         out = command(p, "REG Email/Port", "Email/Port = 2525", "console alive after Ctrl-C")
         check("Ctrl-C discarded the typed line", "Email/Port = 1" not in out, repr(out))
@@ -276,7 +299,7 @@ def test_interactive(root):
     p = Pty([DEVMAIL, "--root", root])
     try:
         p.expect(PROMPT)
-        p.send("\x1b[A\r")
+        p.key("\x1b[A\r")
         ok = p.expect("EXIT")
         st = p.wait_exit()
         check("history is loaded by the next session",
@@ -289,7 +312,7 @@ def test_interactive(root):
     p = Pty([DEVMAIL, "--root", root])
     try:
         p.expect(PROMPT)
-        p.send("\x04")
+        p.key("\x04")
         st = p.wait_exit()
         check("Ctrl-D leaves with status 0",
               st is not None and os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0, repr(st))
