@@ -293,6 +293,9 @@ static int sendmail_run(struct shell *sh, int argc, char **argv)
 		spec.body_len = strlen(a.text);
 	} else if (a.file) {
 		spec.body_path = a.file;
+	} else if (!shell_stdin_free(sh)) {
+		return shell_error(sh, EX_USAGE, "give the body with -m TEXT or -F FILE: "
+		                   "in the console, standard input carries the commands");
 	} else if (!isatty(STDIN_FILENO)) {
 		if ((body_fd = sendmail_stdin_body(sh, &rc)) < 0)
 			return rc;

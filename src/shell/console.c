@@ -144,6 +144,7 @@ static int console_tty(struct shell *sh)
 
 int shell_console(struct shell *sh)
 {
+	shell_set_console(sh);
 	if (isatty(STDIN_FILENO))
 		return console_tty(sh);
 	return console_plain(sh);

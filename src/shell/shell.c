@@ -15,6 +15,7 @@ struct shell {
 	FILE *out;
 	FILE *err;
 	bool interactive;
+	bool console;          /* shell_console() owns stdin */
 	bool exit_requested;
 	struct registry *reg;                 /* lazily opened */
 	const struct shell_command *current;  /* the running command, or NULL */
@@ -115,6 +116,8 @@ const char *shell_root(const struct shell *sh) { return sh->root; }
 FILE *shell_out(const struct shell *sh) { return sh->out; }
 FILE *shell_errout(const struct shell *sh) { return sh->err; }
 bool shell_interactive(const struct shell *sh) { return sh->interactive; }
+bool shell_stdin_free(const struct shell *sh) { return !sh->console; }
+void shell_set_console(struct shell *sh) { sh->console = true; }
 bool shell_exit_requested(const struct shell *sh) { return sh->exit_requested; }
 
 enum dm_status shell_registry(struct shell *sh, struct registry **out,

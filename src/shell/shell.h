@@ -79,6 +79,10 @@ const char *shell_root(const struct shell *sh);
 FILE *shell_out(const struct shell *sh);
 FILE *shell_errout(const struct shell *sh);
 bool shell_interactive(const struct shell *sh);
+/* False while a console session reads its commands from standard input
+ * (interactive or piped): a command must not read stdin then, or it would
+ * swallow the commands that follow.  True in the one-shot form. */
+bool shell_stdin_free(const struct shell *sh);
 /* True once EXIT or QUIT ran. */
 bool shell_exit_requested(const struct shell *sh);
 
@@ -118,6 +122,8 @@ const char *shell_prompt(struct shell *sh, char *buf, size_t cap);
  * without a prompt (scripts pipe commands in) and the status of the last
  * command is returned (0 after EXIT/QUIT). */
 int shell_console(struct shell *sh);
+/* Marks stdin as owned by the console loop (shell_console() calls it). */
+void shell_set_console(struct shell *sh);
 
 /* ---- option parsing shared by commands --------------------------------- */
 

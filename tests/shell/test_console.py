@@ -131,6 +131,13 @@ def test_oneshot(root):
     r = oneshot(root, stdin="REG Email/Port = 0\n")
     check("piped: status of the last command", r.returncode == 65, str(r.returncode))
 
+    # A piped console owns stdin: SENDMAIL without -m/-F must not swallow the
+    # commands that follow as its body.
+    r = oneshot(root, stdin="SENDMAIL -t ops@example.com -s test\nREG Email/Port\n")
+    check("piped SENDMAIL leaves the next commands alone",
+          "-m TEXT or -F FILE" in r.stderr and "Email/Port = " in r.stdout,
+          "%d %r %r" % (r.returncode, r.stdout, r.stderr))
+
     # Set the host name that the interactive prompt will show.
     r = oneshot(root, "REG", "IpConfig/HostName", "=", HOST)
     check("REG IpConfig/HostName", r.returncode == 0, r.stderr)
