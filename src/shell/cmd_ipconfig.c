@@ -244,8 +244,9 @@ static enum ipc_read ipc_read_secret(FILE *out, const char *prompt, char *buf,
 	bool restore = false;
 	enum ipc_read r;
 
-	fprintf(out, "%s", prompt);
-	fflush(out);
+	/* Echo goes off before the prompt shows, so nothing typed once the
+	 * prompt is visible can be echoed; TCSAFLUSH drops what was typed
+	 * ahead of it (as getpass does). */
 	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0) {
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
@@ -253,9 +254,11 @@ static enum ipc_read ipc_read_secret(FILE *out, const char *prompt, char *buf,
 		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0)
 			restore = true;
 	}
+	fprintf(out, "%s", prompt);
+	fflush(out);
 	r = ipc_read_line(buf, cap);
 	if (restore)
-		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		tcsetattr(STDIN_FILENO, TCSANOW, &old);
 	if (restore || r != IPC_READ_OK)
 		fputc('\n', out);   /* the Enter the terminal did not echo */
 	fflush(out);
