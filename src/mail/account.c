@@ -63,25 +63,65 @@ static enum dm_status account_queue(struct registry_pair *pairs, size_t *n,
 	return DM_OK;
 }
 
-/* A password the SASL layer can carry: not empty, no NUL, CR or LF (they
+/* A secret the SASL layer can carry: not empty, no NUL, CR or LF (they
  * would end or corrupt the AUTH exchange).  The value is never quoted. */
-static enum dm_status account_check_password(const char *p, size_t len,
-                                             struct dm_err *err)
+static enum dm_status account_check_secret(const char *key, const char *what,
+                                           const char *p, size_t len,
+                                           struct dm_err *err)
 {
 	if (len == 0)
-		return dm_err_set(err, DM_EINVAL, "%s: an empty password cannot be "
-		                  "stored (clear it instead)", ACCOUNT_KEY_PASSWORD);
+		return dm_err_set(err, DM_EINVAL, "%s: an empty %s cannot be "
+		                  "stored (clear it instead)", key, what);
 	if (len > VAULT_PLAIN_MAX ||
 	    vault_sealed_len(len) >= REG_VALUE_MAX)
-		return dm_err_set(err, DM_EINVAL, "%s: the password is too long "
+		return dm_err_set(err, DM_EINVAL, "%s: the %s is too long "
 		                  "(%zu bytes; its sealed form must stay under %d "
-		                  "bytes)", ACCOUNT_KEY_PASSWORD, len, REG_VALUE_MAX);
+		                  "bytes)", key, what, len, REG_VALUE_MAX);
 	for (size_t i = 0; i < len; i++)
 		if (p[i] == '\0' || p[i] == '\r' || p[i] == '\n')
-			return dm_err_set(err, DM_EINVAL, "%s: the password contains a "
+			return dm_err_set(err, DM_EINVAL, "%s: the %s contains a "
 			                  "NUL, CR or LF character, which cannot be sent "
-			                  "in AUTH", ACCOUNT_KEY_PASSWORD);
+			                  "in AUTH", key, what);
 	return DM_OK;
+}
+
+/* Queues a sealed key: the secret sealed on entry (the registry never sees
+ * the clear text; *sealed receives the heap copy the caller wipes), or a
+ * delete with `clear`, or nothing when neither is given. */
+static enum dm_status account_queue_secret(struct registry_pair *pairs,
+                                           size_t *n, const char *root,
+                                           const char *key, const char *what,
+                                           const char *secret, size_t len,
+                                           bool clear, char **sealed,
+                                           struct dm_err *err)
+{
+	enum dm_status st;
+
+	if (clear && secret)
+		return dm_err_set(err, DM_EINVAL, "%s: a new %s and clearing it "
+		                  "together", key, what);
+	if (secret) {
+		if ((st = account_check_secret(key, what, secret, len, err)))
+			return st;
+		if ((st = vault_seal(root, secret, len, sealed, err)))
+			return st;
+		pairs[*n].key = key;
+		pairs[*n].value = *sealed;
+		(*n)++;
+	} else if (clear) {
+		pairs[*n].key = key;
+		pairs[*n].value = NULL;
+		(*n)++;
+	}
+	return DM_OK;
+}
+
+static void account_free_sealed(char *sealed)
+{
+	if (sealed) {
+		vault_wipe(sealed, strlen(sealed));
+		free(sealed);
+	}
 }
 
 enum dm_status account_save(struct registry *reg, const char *root,
@@ -89,7 +129,7 @@ enum dm_status account_save(struct registry *reg, const char *root,
                             struct dm_err *err)
 {
 	struct registry_pair pairs[ACCOUNT_MAX_PAIRS];
-	char *sealed = NULL;
+	char *sealed = NULL, *sealed_token = NULL;
 	size_t n = 0;
 	enum dm_status st;
 
@@ -106,33 +146,18 @@ enum dm_status account_save(struct registry *reg, const char *root,
 	    (st = account_queue(pairs, &n, ACCOUNT_KEY_MECH, u->mechanism, err)))
 		return st;
 
-	if (u->clear_password && u->password)
-		return dm_err_set(err, DM_EINVAL, "%s: a new password and "
-		                  "clear_password together", ACCOUNT_KEY_PASSWORD);
-	if (u->password) {
-		if ((st = account_check_password(u->password, u->password_len, err)))
-			return st;
-		/* Sealed on entry: the registry never sees the clear text. */
-		if ((st = vault_seal(root, u->password, u->password_len, &sealed, err)))
-			return st;
-		pairs[n].key = ACCOUNT_KEY_PASSWORD;
-		pairs[n].value = sealed;
-		n++;
-	} else if (u->clear_password) {
-		pairs[n].key = ACCOUNT_KEY_PASSWORD;
-		pairs[n].value = NULL;
-		n++;
-	}
-
-	if (n == 0) {
-		st = DM_OK;      /* nothing to change */
-	} else {
+	st = account_queue_secret(pairs, &n, root, ACCOUNT_KEY_PASSWORD,
+	                          "password", u->password, u->password_len,
+	                          u->clear_password, &sealed, err);
+	if (st == DM_OK)
+		st = account_queue_secret(pairs, &n, root, ACCOUNT_KEY_OAUTH,
+		                          "OAuth token", u->oauth_token,
+		                          u->oauth_token_len, u->clear_oauth_token,
+		                          &sealed_token, err);
+	if (st == DM_OK && n > 0)
 		st = registry_set_batch(reg, pairs, n, true, err);
-	}
-	if (sealed) {
-		vault_wipe(sealed, strlen(sealed));
-		free(sealed);
-	}
+	account_free_sealed(sealed);
+	account_free_sealed(sealed_token);
 	return st;
 }
 

@@ -34,6 +34,11 @@ struct account_update {
 	const char *password;
 	size_t password_len;
 	bool clear_password;
+	/* The OAuth 2 bearer token for XOAUTH2 (Email/OAuthToken), handled
+	 * like the password: sealed on entry, caller-owned and wiped by it. */
+	const char *oauth_token;
+	size_t oauth_token_len;
+	bool clear_oauth_token;
 };
 
 /* Seals the password (when given) and writes every given key in one

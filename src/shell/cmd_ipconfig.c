@@ -23,13 +23,15 @@
 #define IPC_TRIES 3             /* bad answers / mismatches before giving up */
 
 /* Options that have no short form get a "letter" no one can type as one:
- * bytes 0xf5-0xff never occur in UTF-8 text. */
-#define IPC_LONG_ONLY(n) ((char)(0xf5 + (n)))
+ * UTF-8 continuation bytes (0x80-0x9f here, 0xa0-0xbf after the parser's
+ * case folding) never directly follow the ASCII '-' in valid text. */
+#define IPC_LONG_ONLY(n) ((char)(0x80 + (n)))
 
 enum {
 	IPC_OPT_EMAIL, IPC_OPT_MAILHOST, IPC_OPT_PORT, IPC_OPT_SMTPS,
 	IPC_OPT_STARTTLS, IPC_OPT_REQTLS, IPC_OPT_FROM, IPC_OPT_TO,
-	IPC_OPT_USERNAME, IPC_OPT_MECH, IPC_OPT_PWSTDIN,
+	IPC_OPT_USERNAME, IPC_OPT_MECH, IPC_OPT_PWSTDIN, IPC_OPT_TOKSTDIN,
+	IPC_OPT_CLEARPW, IPC_OPT_CLEARTOK,
 };
 
 static const struct shell_opt ipc_opts[] = {
@@ -44,6 +46,9 @@ static const struct shell_opt ipc_opts[] = {
 	[IPC_OPT_USERNAME] = { IPC_LONG_ONLY(7), "username", "USER" },
 	[IPC_OPT_MECH]     = { IPC_LONG_ONLY(8), "mechanism", "MECH" },
 	[IPC_OPT_PWSTDIN]  = { IPC_LONG_ONLY(9), "password-stdin", NULL },
+	[IPC_OPT_TOKSTDIN] = { IPC_LONG_ONLY(10), "oauth-token-stdin", NULL },
+	[IPC_OPT_CLEARPW]  = { IPC_LONG_ONLY(11), "clear-password", NULL },
+	[IPC_OPT_CLEARTOK] = { IPC_LONG_ONLY(12), "clear-oauth-token", NULL },
 	{ 0, NULL, NULL },
 };
 
@@ -94,6 +99,9 @@ static void ipc_print_email(FILE *out, struct registry *reg)
 	/* Only whether it is set: the sealed value is never shown. */
 	ipc_get(reg, "Email/Password", v, sizeof(v), &set);
 	fprintf(out, "  Password:   %s\n", set && v[0] ? "set (sealed)" : "not set");
+	ipc_get(reg, "Email/OAuthToken", v, sizeof(v), &set);
+	if (set && v[0])
+		fprintf(out, "  OAuth token: set (sealed; XOAUTH2)\n");
 	vault_wipe(v, sizeof(v));
 }
 
@@ -265,16 +273,18 @@ static enum ipc_read ipc_read_secret(FILE *out, const char *prompt, char *buf,
 	return r;
 }
 
-/* Reads the password for --password-stdin (echo off on a terminal). */
-static int ipc_password_stdin(struct shell *sh, char *buf, size_t cap,
-                              size_t *len)
+/* Reads a secret for --password-stdin / --oauth-token-stdin (echo off on a
+ * terminal).  `opt` names the option in messages. */
+static int ipc_secret_stdin(struct shell *sh, const char *opt,
+                            const char *prompt, char *buf, size_t cap,
+                            size_t *len)
 {
 	struct ipc_signals sigs;
 	enum ipc_read r;
 
 	ipc_signals_catch(&sigs);
 	if (isatty(STDIN_FILENO))
-		r = ipc_read_secret(shell_errout(sh), "Password: ", buf, cap);
+		r = ipc_read_secret(shell_errout(sh), prompt, buf, cap);
 	else
 		r = ipc_read_line(buf, cap);
 	ipc_signals_restore(&sigs);
@@ -282,38 +292,45 @@ static int ipc_password_stdin(struct shell *sh, char *buf, size_t cap,
 	case IPC_READ_OK:
 		break;
 	case IPC_READ_EOF:
-		return shell_error(sh, EX_DATAERR, "--password-stdin: no password "
-		                   "on standard input; nothing changed");
+		return shell_error(sh, EX_DATAERR, "%s: nothing on standard input; "
+		                   "nothing changed", opt);
 	case IPC_READ_INTR:
 		return shell_error(sh, 130, "interrupted; nothing changed");
 	case IPC_READ_LONG:
-		return shell_error(sh, EX_DATAERR, "--password-stdin: the password "
-		                   "is too long (limit %zu bytes); nothing changed",
+		return shell_error(sh, EX_DATAERR, "%s: the secret is too long "
+		                   "(limit %zu bytes); nothing changed", opt,
 		                   cap - 1);
 	}
 	*len = strlen(buf);
 	if (*len == 0)
-		return shell_error(sh, EX_DATAERR, "--password-stdin: the password "
-		                   "line is empty; nothing changed");
+		return shell_error(sh, EX_DATAERR, "%s: the line is empty; nothing "
+		                   "changed", opt);
 	return 0;
 }
 
 /* ---- saving -------------------------------------------------------------- */
 
 /* Logs the change (never the password) and prints the summary. */
-static void ipc_report(struct shell *sh, struct registry *reg, bool pw_changed)
+static void ipc_report(struct shell *sh, struct registry *reg,
+                       const struct account_update *u)
 {
+	bool pw_changed = u->password != NULL || u->clear_password;
+	bool tok_changed = u->oauth_token != NULL || u->clear_oauth_token;
+
 	char host[256], port[16];
 
 	ipc_get(reg, "Email/MailHost", host, sizeof(host), NULL);
 	ipc_get(reg, "Email/Port", port, sizeof(port), NULL);
 	shell_log(sh, "email account updated: MailHost=%s, Port=%s, SMTPS=%s, "
-	          "RequireTLS=%s, password %s", host[0] ? host : "(not set)", port,
+	          "RequireTLS=%s, password %s%s", host[0] ? host : "(not set)", port,
 	          ipc_get_bool(reg, "Email/SMTPS") ? "on" : "off",
 	          ipc_get_bool(reg, "Email/RequireTLS") ? "on" : "off",
-	          pw_changed ? "changed" : "unchanged");
-	fprintf(shell_out(sh), "Email account saved%s.\n",
-	        pw_changed ? " (password sealed)" : "");
+	          pw_changed ? (u->password ? "changed" : "cleared") : "unchanged",
+	          tok_changed ? (u->oauth_token ? ", OAuth token changed" :
+	                         ", OAuth token cleared") : "");
+	fprintf(shell_out(sh), "Email account saved%s%s.\n",
+	        u->password ? " (password sealed)" : "",
+	        u->oauth_token ? " (OAuth token sealed)" : "");
 	ipc_print_email(shell_out(sh), reg);
 }
 
@@ -327,7 +344,7 @@ static int ipc_save(struct shell *sh, struct registry *reg,
 	if ((st = account_save(reg, shell_root(sh), u, &e)))
 		return shell_error(sh, dm_status_exit(st), "%s; nothing changed",
 		                   e.msg[0] ? e.msg : dm_status_str(st));
-	ipc_report(sh, reg, u->password != NULL);
+	ipc_report(sh, reg, u);
 	return EX_OK;
 }
 
@@ -349,13 +366,31 @@ static int ipc_script(struct shell *sh, struct registry *reg,
 	size_t len = 0;
 	int rc;
 
-	if (o->seen[IPC_OPT_PWSTDIN]) {
-		if ((rc = ipc_password_stdin(sh, pw, sizeof(pw), &len))) {
+	u.clear_password = o->seen[IPC_OPT_CLEARPW];
+	u.clear_oauth_token = o->seen[IPC_OPT_CLEARTOK];
+	/* Standard input carries one secret per call. */
+	if (o->seen[IPC_OPT_PWSTDIN] && o->seen[IPC_OPT_TOKSTDIN])
+		return shell_error(sh, EX_USAGE, "give --password-stdin or "
+		                   "--oauth-token-stdin, one per call");
+	if ((o->seen[IPC_OPT_PWSTDIN] && u.clear_password) ||
+	    (o->seen[IPC_OPT_TOKSTDIN] && u.clear_oauth_token))
+		return shell_error(sh, EX_USAGE, "a secret cannot be set and "
+		                   "cleared at once");
+	if (o->seen[IPC_OPT_PWSTDIN] || o->seen[IPC_OPT_TOKSTDIN]) {
+		bool tok = o->seen[IPC_OPT_TOKSTDIN];
+		if ((rc = ipc_secret_stdin(sh, tok ? "--oauth-token-stdin" :
+		                           "--password-stdin", tok ? "OAuth token: " :
+		                           "Password: ", pw, sizeof(pw), &len))) {
 			vault_wipe(pw, sizeof(pw));
 			return rc;
 		}
-		u.password = pw;
-		u.password_len = len;
+		if (tok) {
+			u.oauth_token = pw;
+			u.oauth_token_len = len;
+		} else {
+			u.password = pw;
+			u.password_len = len;
+		}
 	}
 	rc = ipc_save(sh, reg, &u);
 	vault_wipe(pw, sizeof(pw));
@@ -606,9 +641,11 @@ static bool ipc_password_word(const char *w)
 		return false;
 	while (*p == '-')
 		p++;
-	if (strncasecmp(p, "password-stdin", 14) == 0 && (p[14] == '\0'))
+	if (strcasecmp(p, "password-stdin") == 0 ||
+	    strcasecmp(p, "oauth-token-stdin") == 0)
 		return false;
-	return strncasecmp(p, "pass", 4) == 0 || strncasecmp(p, "pw", 2) == 0;
+	return strncasecmp(p, "pass", 4) == 0 || strncasecmp(p, "pw", 2) == 0 ||
+	       strncasecmp(p, "oauth", 5) == 0 || strncasecmp(p, "token", 5) == 0;
 }
 
 static int ipc_run(struct shell *sh, int argc, char **argv)
@@ -624,16 +661,16 @@ static int ipc_run(struct shell *sh, int argc, char **argv)
 		if (strcmp(argv[i], "--") == 0)
 			break;
 		if (ipc_password_word(argv[i]))
-			return shell_error(sh, EX_USAGE, "a password is never taken "
-			    "on the command line; use --password-stdin (reads one "
-			    "line from standard input) or IPCONFIG -E (asks without "
-			    "echo)");
+			return shell_error(sh, EX_USAGE, "a password or token is "
+			    "never taken on the command line; use --password-stdin "
+			    "or --oauth-token-stdin (each reads one line from "
+			    "standard input) or IPCONFIG -E (asks without echo)");
 	}
 	if ((rc = shell_opts_parse(sh, ipc_opts, argc, argv, &o)))
 		return rc;
 	if (o.argc != 0)
 		return shell_usage(sh);
-	for (int i = IPC_OPT_MAILHOST; i <= IPC_OPT_PWSTDIN; i++)
+	for (int i = IPC_OPT_MAILHOST; i <= IPC_OPT_CLEARTOK; i++)
 		script = script || o.seen[i];
 	if (script && o.seen[IPC_OPT_EMAIL])
 		return shell_error(sh, EX_USAGE, "-E asks for everything; give "
@@ -662,7 +699,10 @@ const struct shell_command shell_cmd_ipconfig = {
 		"--to ADDR[,ADDR]      default recipients (Email/ToAddress)\n"
 		"--username USER       AUTH identity (Email/Username)\n"
 		"--mechanism MECH      auto, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2\n"
-		"--password-stdin      read the password from one line of standard input",
+		"--password-stdin      read the password from one line of standard input\n"
+		"--oauth-token-stdin   read an OAuth 2 bearer token (XOAUTH2) the same way\n"
+		"--clear-password      remove the stored password\n"
+		"--clear-oauth-token   remove the stored OAuth token",
 	.summary = "show the network and email settings; set up the email account",
 	.description =
 		"Without options IPCONFIG shows the host name, each interface's "

@@ -453,6 +453,43 @@ def test_setup_interrupt(root):
     check("three mismatches: registry unchanged", snapshot(root) == before)
 
 
+def test_token(root):
+    """The XOAUTH2 bearer token is a secret like the password."""
+    token = "ya29.tok-" + PW_SCRIPT
+    r = oneshot(root, "IPCONFIG", "--oauth-token-stdin", stdin=token + "\n")
+    check("--oauth-token-stdin saves (exit 0)", r.returncode == 0
+          and "OAuth token sealed" in r.stdout
+          and "OAuth token: set (sealed" in r.stdout, r.stdout + r.stderr)
+    r = oneshot(root, "REG", "Email/OAuthToken")
+    check("REG shows the token as <sealed>", "<sealed>" in r.stdout, r.stdout)
+    check("token in no file of the root", secret_in_files(root, token) == [],
+          repr(secret_in_files(root, token)))
+    before = snapshot(root)
+    for args in (["--oauth-token", "tok-argv-1"], ["--token=tok-argv-1"]):
+        r = oneshot(root, "IPCONFIG", *args)
+        check("refused with 64: " + " ".join(args),
+              r.returncode == 64 and "--oauth-token-stdin" in r.stderr
+              and "tok-argv-1" not in r.stdout + r.stderr,
+              "%d %s" % (r.returncode, r.stderr))
+    r = oneshot(root, "IPCONFIG", "--password-stdin", "--oauth-token-stdin",
+                stdin="a\nb\n")
+    check("one secret per call", r.returncode == 64, r.stderr)
+    r = oneshot(root, "IPCONFIG", "--password-stdin", "--clear-password",
+                stdin="a\n")
+    check("set and clear at once refused", r.returncode == 64, r.stderr)
+    check("refusals changed nothing", snapshot(root) == before)
+    r = oneshot(root, "IPCONFIG", "--clear-oauth-token")
+    r2 = oneshot(root, "REG", "Email/OAuthToken")
+    check("--clear-oauth-token removes it", r.returncode == 0
+          and "not set" in r2.stdout, r.stderr + r2.stdout)
+    r = oneshot(root, "IPCONFIG", "--clear-password")
+    check("--clear-password removes the password", r.returncode == 0
+          and "Password:   not set" in r.stdout, r.stdout + r.stderr)
+    r = oneshot(root, "LOG")
+    check("log says cleared", "password cleared" in r.stdout
+          and "OAuth token cleared" in r.stdout, r.stdout)
+
+
 def main():
     if not os.access(DEVMAIL, os.X_OK):
         print("devmail binary not found at " + DEVMAIL)
@@ -465,6 +502,7 @@ def main():
         test_setup_pty(root)
         test_setup_465(root)
         test_setup_interrupt(root)
+        test_token(root)
     except Exception as e:
         check("no unexpected exception", False, repr(e))
     finally:

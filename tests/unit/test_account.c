@@ -306,6 +306,47 @@ static void test_bad_field_writes_nothing(void **state)
 	assert_string_equal(value, sealed_before);
 }
 
+static void test_oauth_token(void **state)
+{
+	struct fx *f = *state;
+	struct account a;
+	struct dm_err e;
+	static const char tok[] = "ya29.a0-token-for-xoauth2";
+	char raw[REG_VALUE_MAX];
+
+	save_full(f);
+	struct account_update u = { .oauth_token = tok, .oauth_token_len = strlen(tok) };
+	dm_err_clear(&e);
+	assert_int_equal(account_save(f->reg, f->root, &u, &e), DM_OK);
+	assert_int_equal(registry_get(f->reg, "Email/OAuthToken", raw, sizeof(raw), NULL, NULL), DM_OK);
+	assert_true(vault_is_sealed(raw));
+	assert_null(strstr(raw, tok));
+	assert_int_equal(account_load(f->reg, f->root, &a, NULL), DM_OK);
+	assert_non_null(a.oauth_token);
+	assert_string_equal(a.oauth_token, tok);
+	assert_ptr_equal(a.smtp.oauth_token, a.oauth_token);
+	assert_string_equal(a.password, PW);      /* untouched */
+	account_clear(&a);
+	assert_null(a.oauth_token);
+
+	/* Setting and clearing at once is refused, and changes nothing. */
+	struct account_update bad = { .oauth_token = "x", .oauth_token_len = 1,
+	                              .clear_oauth_token = true };
+	dm_err_clear(&e);
+	assert_int_equal(account_save(f->reg, f->root, &bad, &e), DM_EINVAL);
+	assert_non_null(strstr(e.msg, "Email/OAuthToken"));
+	struct account_update lf = { .oauth_token = "a\nb", .oauth_token_len = 3 };
+	assert_int_equal(account_save(f->reg, f->root, &lf, NULL), DM_EINVAL);
+
+	struct account_update clr = { .clear_oauth_token = true, .clear_password = true };
+	assert_int_equal(account_save(f->reg, f->root, &clr, NULL), DM_OK);
+	assert_int_equal(account_load(f->reg, f->root, &a, NULL), DM_OK);
+	assert_null(a.oauth_token);
+	assert_null(a.password);
+	assert_false(a.password_set);
+	account_clear(&a);
+}
+
 static void test_load_without_mailhost(void **state)
 {
 	struct fx *f = *state;
@@ -388,6 +429,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_without_mailhost, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_allow_plaintext_auth, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_tampered_password, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_oauth_token, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
