@@ -494,9 +494,18 @@ enum dm_status address_format(const struct address *a, char *out, size_t cap,
 	bool plain = nlen > 0, ascii = codec_is_ascii(a->name, nlen);
 	int r;
 
-	for (size_t i = 0; i < nlen && plain; i++)
-		if (a->name[i] != ' ' && !address_atext((unsigned char)a->name[i]))
+	/* Unquoted, a phrase loses its leading, trailing and repeated spaces
+	 * when parsed again (RFC 5322 3.2.2 folding white space), so only
+	 * atoms separated by single spaces stay plain; anything else is
+	 * quoted, where spaces are kept (3.2.4). */
+	for (size_t i = 0; i < nlen && plain; i++) {
+		if (a->name[i] == ' ') {
+			if (i == 0 || i + 1 == nlen || a->name[i + 1] == ' ')
+				plain = false;
+		} else if (!address_atext((unsigned char)a->name[i])) {
 			plain = false;
+		}
+	}
 	if (strstr(a->name, "=?"))
 		plain = false;
 	if (nlen == 0) {

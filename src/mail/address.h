@@ -67,8 +67,9 @@ void address_list_free(struct address *list);
 
 /* Header form of one mailbox into out[cap] (NUL-terminated):
  *   spec                      when there is no display name
- *   Name <spec>               name made of atoms and spaces
- *   "Last, First" <spec>      ASCII name with specials (quoted, escaped)
+ *   Name <spec>               atoms separated by single spaces
+ *   "Last, First" <spec>      any other ASCII name: specials, leading,
+ *                             trailing or repeated spaces (quoted, escaped)
  *   =?UTF-8?B?...?= <spec>    non-ASCII name (RFC 2047 section 5(3))
  * No folding (the caller folds the whole header).  Errors: DM_ENOMEM when
  * cap is too small (ADDRESS_HEADER_MAX always suffices). */

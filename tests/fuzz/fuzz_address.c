@@ -46,14 +46,6 @@ static void fuzz_address_check(const struct address *a, const char *input)
 	FUZZ_CHECK(address_same(a, a), "address_same not reflexive for '%s'", a->spec);
 }
 
-/* Known bug 1 in docs/fuzzing.md, skipped when DM_FUZZ_SKIP_KNOWN is set. */
-static bool fuzz_known_space_bug(const struct address *a)
-{
-	size_t n = strlen(a->name);
-	return getenv("DM_FUZZ_SKIP_KNOWN") && n > 0 &&
-	       (a->name[0] == ' ' || a->name[n - 1] == ' ' || strstr(a->name, "  "));
-}
-
 /* Formats a, checks it, parses it back; returns the formatted length. */
 static size_t fuzz_address_roundtrip(const struct address *a, const char *input,
                                      char *f, size_t cap)
@@ -74,11 +66,6 @@ static size_t fuzz_address_roundtrip(const struct address *a, const char *input,
 	           f, input, err.msg);
 	FUZZ_CHECK(strcmp(a->spec, b.spec) == 0, "spec '%s' -> '%s' -> '%s'",
 	           a->spec, f, b.spec);
-	/* Known bug (docs/fuzzing.md): a name with leading, trailing or
-	 * doubled spaces is formatted unquoted and loses them.  Skipped only
-	 * when DM_FUZZ_SKIP_KNOWN is set, so that a long run finds others. */
-	if (fuzz_known_space_bug(a) && strcmp(a->name, b.name) != 0)
-		return fl;
 	FUZZ_CHECK(strcmp(a->name, b.name) == 0, "name '%s' -> '%s' -> '%s' (input '%s')",
 	           a->name, f, b.name, input);
 	FUZZ_CHECK(a->utf8 == b.utf8, "utf8 flag changed through '%s'", f);
@@ -142,9 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(st == DM_OK, "joined list '%s' does not parse: %s", joined, err.msg);
 		FUZZ_CHECK(nback == count, "%zu entries became %zu through '%s'", count, nback, joined);
 		for (size_t i = 0; i < count; i++)
-			FUZZ_CHECK(fuzz_known_space_bug(&list[i]) ||
-			           (strcmp(list[i].spec, back[i].spec) == 0 &&
-			            strcmp(list[i].name, back[i].name) == 0),
+			FUZZ_CHECK(strcmp(list[i].spec, back[i].spec) == 0 &&
+			           strcmp(list[i].name, back[i].name) == 0,
 			           "entry %zu changed through '%s'", i, joined);
 		address_list_free(back);
 		free(joined);

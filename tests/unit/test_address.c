@@ -74,6 +74,15 @@ static const struct valid_case valid_cases[] = {
 	/* a word that would decode to a LF stays literal (and is quoted) */
 	{ "=?UTF-8?Q?a=0Ab?= <x@example.com>", "x@example.com", "=?UTF-8?Q?a=0Ab?=",
 	  false, "\"=?UTF-8?Q?a=0Ab?=\" <x@example.com>" },
+	/* spaces that would fold away unquoted keep their quotes */
+	{ "\"a  b\" <a@b>", "a@b", "a  b", false, "\"a  b\" <a@b>" },
+	{ "\" a\" <a@b>", "a@b", " a", false, "\" a\" <a@b>" },
+	{ "\"a \" <a@b>", "a@b", "a ", false, "\"a \" <a@b>" },
+	{ "\" \" <a@b>", "a@b", " ", false, "\" \" <a@b>" },
+	{ "+ \"\"<lf@e>", "lf@e", "+ ", false, "\"+ \" <lf@e>" },
+	{ "=?UTF-8?Q?_M?= <j@e.org>", "j@e.org", " M", false, "\" M\" <j@e.org>" },
+	{ "x =?UTF-8?Q?_M?= <j@e.org>", "j@e.org", "x  M", false,
+	  "\"x  M\" <j@e.org>" },
 	/* local part of exactly 64 octets */
 	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b",
 	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b", "",
