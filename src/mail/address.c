@@ -95,6 +95,14 @@ static enum dm_status address_local(const char *input, const char *s,
 				i++;
 				break;
 			}
+			/* RFC 5321 4.1.2: qtextSMTP and quoted-pairSMTP are
+			 * printable (%d32-126, UTF-8 per RFC 6531); the TAB that
+			 * address_parse() lets through for display names would
+			 * go out raw in MAIL FROM / RCPT TO. */
+			if (s[i] == '\t')
+				ADDRESS_FAIL(err, input, "the quoted local part contains "
+				             "a TAB (RFC 5321 4.1.2 allows only printable "
+				             "characters and spaces)");
 			if (n >= ADDRESS_SPEC_MAX)
 				ADDRESS_FAIL(err, input, "the local part is longer than "
 				             "%d octets", ADDRESS_LOCAL_MAX);

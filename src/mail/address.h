@@ -9,7 +9,9 @@
  *   - comments "(...)" outside quoted strings: they are obsolete for new
  *     mail and a classic way to hide a second address, so we do not guess;
  *   - group syntax "name: a@b, c@d;" and source routes "<@x:a@b>";
- *   - CR, LF, NUL and other control characters anywhere;
+ *   - CR, LF, NUL and other control characters anywhere, except TAB in
+ *     the display name (a TAB in the addr-spec, even quoted or escaped, is
+ *     refused: RFC 5321 4.1.2);
  *   - missing '@', empty local part or domain, bad domain labels (empty,
  *     longer than 63, leading/trailing '-', characters outside
  *     letters/digits/'-'/UTF-8), unquoted local parts with spaces, specials

@@ -83,6 +83,8 @@ static const struct valid_case valid_cases[] = {
 	{ "=?UTF-8?Q?_M?= <j@e.org>", "j@e.org", " M", false, "\" M\" <j@e.org>" },
 	{ "x =?UTF-8?Q?_M?= <j@e.org>", "j@e.org", "x  M", false,
 	  "\"x  M\" <j@e.org>" },
+	/* a TAB in a quoted display name is kept (and stays quoted) */
+	{ "\"a\tb\" <a@b>", "a@b", "a\tb", false, "\"a\tb\" <a@b>" },
 	/* local part of exactly 64 octets */
 	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b",
 	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b", "",
@@ -144,6 +146,13 @@ static const struct invalid_case invalid_cases[] = {
 	{ "a@b@c", "contains '@'" },
 	{ "Joe@home <a@b>", "display name contains '@'" },
 	{ "Joe [x] <a@b>", "display name contains '['" },
+	/* TAB: fine in a display name, never in the addr-spec (RFC 5321 4.1.2) */
+	{ "\"a\tb\"@example.com", "quoted local part contains a TAB" },
+	{ "\"a\\\tb\"@example.com", "quoted local part contains a TAB" },
+	{ "\"jxh2S do\t<`:e\"@o", "quoted local part contains a TAB" },
+	{ "Joe <\"a\tb\"@example.com>", "quoted local part contains a TAB" },
+	{ "a\tb@example.com", "local part contains a space" },
+	{ "a@b\tc.com", "domain contains a space" },
 };
 
 static void test_valid(void **state)
