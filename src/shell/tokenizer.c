@@ -88,6 +88,23 @@ static bool tokenizer_may_assign(const struct tokenizer_build *b)
 	return true;
 }
 
+/* CR and LF end the line (tokenizer.h), inside quotes too: a quote still
+ * open there is unterminated, and no word ever holds CR or LF. */
+static bool tokenizer_eol(char c)
+{
+	return c == '\0' || c == '\n' || c == '\r';
+}
+
+static enum dm_status tokenizer_unterminated(struct dm_err *err,
+                                             const char *kind,
+                                             size_t open_col, char at)
+{
+	return dm_err_set(err, DM_EUSAGE,
+	    "unterminated %s quote (opened at column %zu)%s", kind, open_col,
+	    at == '\0' ? "" : at == '\n' ? "; a LF ends the line" :
+	    "; a CR ends the line");
+}
+
 static enum dm_status tokenizer_scan(const char *line, unsigned flags,
                                      struct tokenizer_build *b,
                                      struct dm_err *err)
@@ -106,10 +123,9 @@ static enum dm_status tokenizer_scan(const char *line, unsigned flags,
 			if ((st = tokenizer_begin(b, err)))
 				return st;
 			for (i++; line[i] != '\'' ; i++) {
-				if (line[i] == '\0')
-					return dm_err_set(err, DM_EUSAGE,
-					    "unterminated single quote (opened at column %zu)",
-					    open_col);
+				if (tokenizer_eol(line[i]))
+					return tokenizer_unterminated(err, "single",
+					    open_col, line[i]);
 				if ((st = tokenizer_put(b, line[i], err)))
 					return st;
 			}
@@ -120,10 +136,9 @@ static enum dm_status tokenizer_scan(const char *line, unsigned flags,
 				return st;
 			for (i++; line[i] != '"'; i++) {
 				char d = line[i];
-				if (d == '\0')
-					return dm_err_set(err, DM_EUSAGE,
-					    "unterminated double quote (opened at column %zu)",
-					    open_col);
+				if (tokenizer_eol(d))
+					return tokenizer_unterminated(err, "double",
+					    open_col, d);
 				if (d == '\\' && (line[i + 1] == '"' || line[i + 1] == '\\'))
 					d = line[++i];
 				if ((st = tokenizer_put(b, d, err)))

@@ -2,7 +2,8 @@
  * tokenizer.h - splits a console line into words.
  *
  * Rules (a small, predictable subset of sh):
- *   - words are separated by blanks (space, tab); CR/LF end the line;
+ *   - words are separated by blanks (space, tab); CR/LF end the line,
+ *     also inside quotes (so a quote still open there is unterminated);
  *   - '...' keeps everything literally up to the next single quote;
  *   - "..." keeps everything except that \" and \\ stand for " and \
  *     (a backslash before any other character is kept as is, so

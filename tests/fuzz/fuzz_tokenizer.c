@@ -58,14 +58,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(line);
 		return 0;
 	}
-	/* Known bug (docs/fuzzing.md): CR/LF inside quotes end up in a word.
-	 * Skipped only when DM_FUZZ_SKIP_KNOWN is set. */
-	if (getenv("DM_FUZZ_SKIP_KNOWN"))
-		for (int i = 0; i < t.argc; i++)
-			if (strpbrk(t.argv[i], "\r\n")) {
-				free(line);
-				return 0;
-			}
 	fuzz_check_line(&t, flags, line);
 
 	/* quote again and split */

@@ -62,6 +62,18 @@ static const struct tok_case split_cases[] = {
 	{ "say \"abc", 0, DM_EUSAGE, W(NULL), -1, "unterminated double quote (opened at column 5)" },
 	{ "say \"a\\\"", 0, DM_EUSAGE, W(NULL), -1, "unterminated double quote" },
 	{ "say abc\\", 0, DM_EUSAGE, W(NULL), -1, "ends with a backslash" },
+	/* CR/LF end the line inside quotes too: no word holds them */
+	{ "'multi\nline'", 0, DM_EUSAGE, W(NULL), -1,
+	  "unterminated single quote (opened at column 1); a LF ends the line" },
+	{ "\"a\rb\"", 0, DM_EUSAGE, W(NULL), -1,
+	  "unterminated double quote (opened at column 1); a CR ends the line" },
+	{ " \"\n\"", 0, DM_EUSAGE, W(NULL), -1,
+	  "unterminated double quote (opened at column 2); a LF ends the line" },
+	{ "say \"a\\\r\nb\"", 0, DM_EUSAGE, W(NULL), -1, "a CR ends the line" },
+	{ "REG K = 'v\r\n", TOKENIZER_ASSIGN, DM_EUSAGE, W(NULL), -1,
+	  "unterminated single quote (opened at column 9); a CR ends the line" },
+	{ "say 'a b'\n'c", 0, DM_OK, W("say", "a b"), -1, NULL },
+	{ "say \"a\"\r\nrest", 0, DM_OK, W("say", "a"), -1, NULL },
 };
 
 static void check_words(const struct tokenizer_line *tl, const char *const *words)
