@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "core/base64.h"
+#include "core/schema.h"
 
 static const char codec_hex[] = "0123456789ABCDEF";
 
@@ -469,9 +470,11 @@ enum dm_status codec_decode_word(const char *w, size_t n, char *out,
 	char *star = strchr(cs, '*');        /* RFC 2231 section 5 language */
 	if (star)
 		*star = '\0';
-	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0)
+	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+		char esc[sizeof(cs) * 4 + 8];
 		return dm_err_set(err, DM_EINVAL, "encoded-word: charset '%s' is "
-		                  "not supported", cs);
+		                  "not supported", schema_escape(cs, esc, sizeof(esc)));
+	}
 	text = q2 + 1;
 	tlen = (size_t)((w + n - 2) - text);
 	if (q1[1] == 'B' || q1[1] == 'b') {
@@ -543,15 +546,20 @@ static enum dm_status codec_check_value(const char *name, const char *value,
 
 static enum dm_status codec_check_name(const char *name, struct dm_err *err)
 {
+	char esc[80];
+
 	/* RFC 5322 3.6.8: ftext is printable ASCII except ':' */
 	if (!name || !*name)
 		return dm_err_set(err, DM_EINVAL, "header name is empty");
+	/* the name is escaped before it is quoted: a CR/LF in it must not
+	 * reach the log or the console as a line of its own */
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
 		if (*p < 33 || *p > 126 || *p == ':')
 			return dm_err_set(err, DM_EINVAL,
-			                  "header name '%.64s' contains a character not "
+			                  "header name '%s' contains a character not "
 			                  "allowed in a field name (printable ASCII "
-			                  "except ':' and space)", name);
+			                  "except ':' and space)",
+			                  schema_escape(name, esc, sizeof(esc)));
 	if (strlen(name) > 76)
 		return dm_err_set(err, DM_EINVAL,
 		                  "header name '%.64s...' is longer than 76 characters",

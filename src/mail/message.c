@@ -28,9 +28,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/schema.h"
 #include "mail/address.h"
 #include "mail/codec.h"
 #include "mail/mimetype.h"
+
+/* Room for a value quoted in an error message, escaped with
+ * schema_escape() (control characters become \r, \n, \x01 ...). */
+#define MESSAGE_ECHO_MAX 100
+#define MESSAGE_PATH_ECHO 256
 
 enum message_seg_kind {
 	MESSAGE_SEG_MEM,     /* rendered bytes in mem */
@@ -205,23 +211,26 @@ static enum dm_status message_open(const char *what, const char *path, int *fd,
 {
 	struct stat st;
 	enum dm_status code = at_build ? DM_ENOINPUT : DM_EIO;
+	char esc[MESSAGE_PATH_ECHO];   /* a path may hold a LF too */
 
 	*fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (*fd < 0)
-		return dm_err_set(err, code, "%s '%s': cannot open: %s", what, path,
-		                  strerror(errno));
+	if (*fd < 0) {
+		int e = errno;
+		return dm_err_set(err, code, "%s '%s': cannot open: %s", what,
+		                  schema_escape(path, esc, sizeof(esc)), strerror(e));
+	}
 	if (fstat(*fd, &st) != 0) {
 		int e = errno;
 		close(*fd);
 		*fd = -1;
-		return dm_err_set(err, code, "%s '%s': cannot stat: %s", what, path,
-		                  strerror(e));
+		return dm_err_set(err, code, "%s '%s': cannot stat: %s", what,
+		                  schema_escape(path, esc, sizeof(esc)), strerror(e));
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(*fd);
 		*fd = -1;
 		return dm_err_set(err, code, "%s '%s': not a regular file", what,
-		                  path);
+		                  schema_escape(path, esc, sizeof(esc)));
 	}
 	*size = (uint64_t)st.st_size;
 	return DM_OK;
@@ -238,9 +247,13 @@ static enum dm_status message_read_fd(int fd, const char *path, void *buf,
 			*got = (size_t)r;
 			return DM_OK;
 		}
-		if (errno != EINTR)
-			return dm_err_set(err, DM_EIO, "read '%s': %s", path,
-			                  strerror(errno));
+		if (errno != EINTR) {
+			int e = errno;
+			char esc[MESSAGE_PATH_ECHO];
+			return dm_err_set(err, DM_EIO, "read '%s': %s",
+			                  schema_escape(path, esc, sizeof(esc)),
+			                  strerror(e));
+		}
 	}
 }
 
@@ -376,14 +389,17 @@ static enum dm_status message_scan_body(struct message *m,
 		close(fd);
 	if (st != DM_OK)
 		return st;
+	char esc[MESSAGE_PATH_ECHO];
 	if (fd >= 0 && off != seg->fsize)
 		return dm_err_set(err, DM_EIO, "body file '%s' changed size while "
-		                  "being read", seg->path);
+		                  "being read", schema_escape(seg->path, esc,
+		                  sizeof(esc)));
 	message_scan_final(&s);
 	if (s.bad_utf8)
 		return dm_err_set(err, DM_EINVAL, "%s%s%s is not valid UTF-8 text",
 		                  seg->path ? "body file '" : "message body",
-		                  seg->path ? seg->path : "", seg->path ? "'" : "");
+		                  seg->path ? schema_escape(seg->path, esc,
+		                  sizeof(esc)) : "", seg->path ? "'" : "");
 	size_t o = codec_qp_final(&qp, m->obuf);
 	if (o > 0)
 		qp_bol = m->obuf[o - 1] == '\n';
@@ -471,12 +487,14 @@ static enum dm_status message_check_name(const char *what, const char *name,
                                          struct dm_err *err)
 {
 	size_t len = strlen(name);
+	char esc[64];
 
 	if (len == 0)
 		return dm_err_set(err, DM_EINVAL, "%s: empty name", what);
 	if (len > MESSAGE_FILENAME_MAX)
-		return dm_err_set(err, DM_EINVAL, "%s '%.60s...': name is %zu "
-		                  "octets, longer than %d", what, name, len,
+		return dm_err_set(err, DM_EINVAL, "%s '%s': name is %zu "
+		                  "octets, longer than %d", what,
+		                  schema_escape(name, esc, sizeof(esc)), len,
 		                  MESSAGE_FILENAME_MAX);
 	if (!codec_utf8_valid(name, len))
 		return dm_err_set(err, DM_EINVAL, "%s: name is not valid UTF-8", what);
@@ -495,21 +513,25 @@ static enum dm_status message_check_ctype(const char *ct, struct dm_err *err)
 	/* RFC 2045 5.1: type "/" subtype, both tokens */
 	const char *slash = strchr(ct, '/');
 	size_t len = strlen(ct);
+	char esc[MESSAGE_ECHO_MAX];
 
+	/* the value is escaped before it is quoted: a CR/LF in it must not
+	 * reach the log or the console as a line of its own */
 	if (len > 127)
-		return dm_err_set(err, DM_EINVAL, "content type '%.60s...' is longer "
-		                  "than 127 characters", ct);
+		return dm_err_set(err, DM_EINVAL, "content type '%s' is longer "
+		                  "than 127 characters",
+		                  schema_escape(ct, esc, sizeof(esc)));
 	if (!slash || slash == ct || slash[1] == '\0' || strchr(slash + 1, '/'))
-		return dm_err_set(err, DM_EINVAL, "content type '%.80s' is not "
-		                  "type/subtype", ct);
+		return dm_err_set(err, DM_EINVAL, "content type '%s' is not "
+		                  "type/subtype", schema_escape(ct, esc, sizeof(esc)));
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)ct[i];
 		if (ct + i == slash)
 			continue;
 		if (c <= 32 || c >= 127 || strchr("()<>@,;:\\\"/[]?=", c))
-			return dm_err_set(err, DM_EINVAL, "content type '%.80s' "
+			return dm_err_set(err, DM_EINVAL, "content type '%s' "
 			                  "contains a character not allowed in a token",
-			                  ct);
+			                  schema_escape(ct, esc, sizeof(esc)));
 	}
 	return DM_OK;
 }
@@ -562,7 +584,7 @@ static enum dm_status message_make_id(struct message *m,
                                       struct dm_err *err)
 {
 	struct address probe;
-	char host[256], buf[300];
+	char host[256], buf[300], esc[MESSAGE_ECHO_MAX];
 	enum dm_status st;
 
 	if (spec->message_id) {
@@ -574,15 +596,17 @@ static enum dm_status message_make_id(struct message *m,
 		}
 		const char *at = memchr(id, '@', len);
 		if (len == 0 || len > 250 || !at || at == id || at == id + len - 1)
-			return dm_err_set(err, DM_EINVAL, "Message-ID '%.80s': expected "
-			                  "<left@right>", spec->message_id);
+			return dm_err_set(err, DM_EINVAL, "Message-ID '%s': expected "
+			                  "<left@right>", schema_escape(spec->message_id,
+			                  esc, sizeof(esc)));
 		for (size_t i = 0; i < len; i++) {
 			unsigned char c = (unsigned char)id[i];
 			if (c <= 32 || c >= 127 || c == '<' || c == '>' || c == '"' ||
 			    c == '\\' || c == '(' || c == ')' || c == ',')
-				return dm_err_set(err, DM_EINVAL, "Message-ID '%.80s': "
+				return dm_err_set(err, DM_EINVAL, "Message-ID '%s': "
 				                  "contains a character not allowed in a "
-				                  "msg-id", spec->message_id);
+				                  "msg-id", schema_escape(spec->message_id,
+				                  esc, sizeof(esc)));
 		}
 		snprintf(m->msgid, sizeof(m->msgid), "<%.*s>", (int)len, id);
 		return DM_OK;
@@ -593,9 +617,9 @@ static enum dm_status message_make_id(struct message *m,
 		    strlen(spec->hostname)) ||
 		    address_parse(buf, &probe, NULL) != DM_OK ||
 		    spec->hostname[0] == '[')
-			return dm_err_set(err, DM_EINVAL, "host name '%.80s' is not a "
+			return dm_err_set(err, DM_EINVAL, "host name '%s' is not a "
 			                  "valid domain for a Message-ID",
-			                  spec->hostname);
+			                  schema_escape(spec->hostname, esc, sizeof(esc)));
 		snprintf(host, sizeof(host), "%s", spec->hostname);
 	} else {
 		if (gethostname(host, sizeof(host)) != 0)
@@ -930,11 +954,13 @@ static enum dm_status message_produce(struct message *m, struct dm_err *err)
 		p = got > 0 ? (const unsigned char *)m->body + m->pos : NULL;
 	}
 	m->pos += got;
-	if (m->pos > seg->fsize || (got == 0 && m->pos != seg->fsize))
+	if (m->pos > seg->fsize || (got == 0 && m->pos != seg->fsize)) {
+		char esc[MESSAGE_PATH_ECHO];
 		return dm_err_set(err, DM_EIO, "'%s' changed size since the message "
 		                  "was built (%llu bytes then)",
-		                  seg->path ? seg->path : "body",
-		                  (unsigned long long)seg->fsize);
+		                  seg->path ? schema_escape(seg->path, esc, sizeof(esc))
+		                  : "body", (unsigned long long)seg->fsize);
+	}
 	if (got > 0) {
 		if (seg->kind == MESSAGE_SEG_B64) {
 			o = codec_b64_update(&m->b64, p, got, m->obuf);

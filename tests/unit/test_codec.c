@@ -409,6 +409,14 @@ static void test_decode_word(void **state)
 			assert_int_equal(n, strlen(cases[i].out));
 		}
 	}
+	/* an unknown charset is quoted escaped */
+	struct dm_err err;
+	dm_err_clear(&err);
+	const char *cw = "=?X\r\nInjected?Q?a?=";
+	assert_int_equal(codec_decode_word(cw, strlen(cw), out, sizeof(out), &n, &err),
+	                 DM_EINVAL);
+	assert_null(strpbrk(err.msg, "\r\n"));
+	assert_non_null(strstr(err.msg, "charset 'X\\r\\nInjected'"));
 	/* round trip through the encoder */
 	const char *t = "Pr\xc3\xbc" "fbericht f\xc3\xbcr M\xc3\xa4rz";
 	char enc[256];
@@ -490,6 +498,24 @@ static void test_fold(void **state)
 	                                   &err), DM_EINVAL);
 	assert_int_equal(codec_header_fold("Bad:Name", "x", out, sizeof(out), &n,
 	                                   NULL), DM_EINVAL);
+	/* a refused name is quoted escaped: no CR/LF reaches the message */
+	static const struct { const char *name; const char *frag; } bad_names[] = {
+		{ "Bad\rName", "'Bad\\rName'" },
+		{ "X-A\r\nInjected: x", "'X-A\\r\\nInjected: x'" },
+		{ "X\x01\x7f", "'X\\x01\\x7f'" },
+	};
+	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		dm_err_clear(&err);
+		assert_int_equal(codec_header_fold(bad_names[i].name, "x", out,
+		                                   sizeof(out), &n, &err), DM_EINVAL);
+		assert_null(strpbrk(err.msg, "\r\n"));
+		assert_non_null(strstr(err.msg, bad_names[i].frag));
+		dm_err_clear(&err);
+		assert_int_equal(codec_header_text(bad_names[i].name, "x", out,
+		                                   sizeof(out), &n, &err), DM_EINVAL);
+		assert_null(strpbrk(err.msg, "\r\n"));
+		assert_non_null(strstr(err.msg, bad_names[i].frag));
+	}
 	assert_int_equal(codec_header_fold("Subject", "hello world", out, 10, &n,
 	                                   NULL), DM_ENOMEM);
 }

@@ -646,6 +646,82 @@ static void test_refusals(void **state)
 	message_free(m);
 }
 
+/* ---- values quoted in refusals are escaped ------------------------------------ */
+
+/* A refused value that holds CR/LF is quoted escaped, so that a forged
+ * second line never reaches err.msg (and from there the log or console). */
+static void test_refusal_messages_escaped(void **state)
+{
+	(void)state;
+	char okfile[300], lfpath[300];
+	tmp_path("ok2.txt", okfile, sizeof(okfile));
+	write_file(okfile, "ok", 2);
+	tmp_path("no\nsuch\rfile", lfpath, sizeof(lfpath));
+	struct message_attachment att_ct[] = {
+		{ .path = okfile, .content_type = "--=_boundary\r\nx\n" } };
+	struct message_attachment att_ct2[] = {
+		{ .path = okfile, .content_type = "text/pl ain\r\nInjected: x" } };
+	struct message_attachment att_ct3[] = {
+		{ .path = okfile, .content_type = "text/a/b\nInjected: x" } };
+	struct message_attachment att_lf[] = { { .path = lfpath } };
+	struct message_header hdr_cr[] = { { "Bad\rName", "v" } };
+	struct message_header hdr_crlf[] = { { "X-A\r\nInjected: x", "v" } };
+
+	struct {
+		struct message_spec spec;
+		enum dm_status st;
+		const char *frag;
+	} cases[] = {
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .message_id = "bad\r\nInjected: line@x" },
+		  DM_EINVAL, "Message-ID 'bad\\r\\nInjected: line@x'" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .message_id = "<a\rb@example.com>" },
+		  DM_EINVAL, "'<a\\rb@example.com>'" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .message_id = "no-at-sign\n" },
+		  DM_EINVAL, "expected <left@right>" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .hostname = "host\r\nInjected: x" },
+		  DM_EINVAL, "host name 'host\\r\\nInjected: x'" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .attachments = att_ct, .nattachments = 1 },
+		  DM_EINVAL, "content type '--=_boundary\\r\\nx\\n'" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .attachments = att_ct2, .nattachments = 1 },
+		  DM_EINVAL, "not allowed in a token" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .attachments = att_ct3, .nattachments = 1 },
+		  DM_EINVAL, "type/subtype" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .attachments = att_lf, .nattachments = 1 },
+		  DM_ENOINPUT, "no\\nsuch\\rfile" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .body_path = lfpath },
+		  DM_ENOINPUT, "cannot open" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .headers = hdr_cr, .nheaders = 1 },
+		  DM_EINVAL, "header name 'Bad\\rName'" },
+		{ { .from = "io@example.com", .to = to_one, .nto = 1,
+		    .headers = hdr_crlf, .nheaders = 1 },
+		  DM_EINVAL, "header name 'X-A\\r\\nInjected: x'" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct message *m = (struct message *)1;
+		struct dm_err err;
+		dm_err_clear(&err);
+		enum dm_status st = message_build(&cases[i].spec, &m, &err);
+		if (st != cases[i].st)
+			fail_msg("case %zu: status %s, want %s (%s)", i, dm_status_str(st),
+			         dm_status_str(cases[i].st), err.msg);
+		if (strpbrk(err.msg, "\r\n"))
+			fail_msg("case %zu: CR/LF in the message '%s'", i, err.msg);
+		if (!strstr(err.msg, cases[i].frag))
+			fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].frag);
+		assert_null(m);
+	}
+}
+
 /* ---- bounded memory on a 50 MiB attachment ------------------------------------- */
 
 static long max_rss_kib(void)
@@ -773,6 +849,7 @@ int main(void)
 		cmocka_unit_test(test_body_encoding_choice),
 		cmocka_unit_test(test_body_file),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_refusal_messages_escaped),
 		cmocka_unit_test(test_large_attachment_bounded),
 		cmocka_unit_test(test_mimetype),
 	};
