@@ -2,7 +2,7 @@
  * schema.h - the one table that declares every known registry key.
  *
  * Each key has a type, default, range and help text.  The table feeds
- * registry validation (registry.c), HELP topics (shell/help.c), the README
+ * registry validation (registry.c), HELP topics (shell/cmd_help.c), the README
  * key table (checked by a test) and the web page.  Key names are
  * `Section/Name`, matched case-insensitively, kept in the canonical case
  * given here.
