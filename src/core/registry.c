@@ -659,10 +659,12 @@ static void reg_buf_add(struct reg_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+/* Returns DM_ENOMEM (not 1, which is DM_EINVAL) so that registry_list()
+ * hands back a status that says what happened. */
 static int reg_collect(const struct registry_entry *e, void *ctx)
 {
-	return reg_items_push(ctx, e->key, e->value, e->schema != NULL,
-	                      NULL) ? 1 : 0;
+	return (int)reg_items_push(ctx, e->key, e->value, e->schema != NULL,
+	                           NULL);
 }
 
 static size_t reg_section_len(const char *name)
@@ -699,7 +701,9 @@ enum dm_status registry_export(struct registry *reg, const char *path,
 	struct reg_buf b = { 0 };
 	enum dm_status st = registry_list(reg, NULL, false, reg_collect, &items, err);
 
-	if (st == 1)
+	/* registry_list() returns its own errors (err already filled) or the
+	 * callback's DM_ENOMEM (err not filled yet: dm_err_set fills it once) */
+	if (st == DM_ENOMEM)
 		st = dm_err_set(err, DM_ENOMEM, "registry: out of memory");
 	if (!st) {
 		reg_format_ini(&items, &b);
