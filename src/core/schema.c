@@ -89,7 +89,7 @@ static const struct schema_key schema_table[] = {
 	    "password; set it with IPCONFIG or on the web page.",
 	  .see_also = "Email/AuthMechanism, IPCONFIG" },
 	{ .name = "Email/AuthMechanism", .type = SCHEMA_ENUM, .def = "auto",
-	  .choices = "auto|PLAIN|LOGIN|CRAM-MD5|SCRAM-SHA-256|XOAUTH2",
+	  .choices = "auto|PLAIN|LOGIN|CRAM-MD5|SCRAM-SHA-256|SCRAM-SHA-256-PLUS|XOAUTH2",
 	  .summary = "SASL mechanism; auto picks the strongest offered",
 	  .description = "The SASL mechanism used to authenticate.  With auto "
 	    "the unit picks the strongest mechanism the server offers; name a "
