@@ -150,6 +150,10 @@ static enum dm_status address_local(const char *input, const char *s,
 		if (!address_is_dot_atom(s, len))
 			ADDRESS_FAIL(err, input, "the local part has a misplaced '.' "
 			             "(at the start, at the end, or two in a row)");
+		/* checked before the copy: out holds ADDRESS_SPEC_MAX + 1 */
+		if (len > ADDRESS_LOCAL_MAX)
+			ADDRESS_FAIL(err, input, "the local part is %zu octets, longer "
+			             "than %d", len, ADDRESS_LOCAL_MAX);
 		memcpy(out, s, len);
 		*outlen = len;
 	}

@@ -126,6 +126,10 @@ static const struct invalid_case invalid_cases[] = {
 	{ "Joe a@b>", "'>' without '<'" },
 	{ "<<a@b>>", "more than one '<'" },
 	{ "a" L64 "@b", "longer than 64" },
+	/* longer than the spec buffer itself: refused before any copy */
+	{ L64 L64 L64 L64 L64 L64 L64 L64 L64 L64 L64 "@b",
+	  "local part is 704 octets, longer than 64" },
+	{ "Joe <" L64 L64 L64 L64 "x@b>", "local part is 257 octets" },
 	{ L64 "@" D49 "." D49 "." D49 "." D49 ".com", "longer than 254" },
 	{ "john doe@example.com", "local part contains a space" },
 	{ "a..b@c", "misplaced '.'" },
