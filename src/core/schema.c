@@ -135,12 +135,14 @@ static const struct schema_key schema_table[] = {
 	    "time the unit starts.  This is \"Email On Boot\" on the Events "
 	    "page.",
 	  .see_also = "Email/ToAddress" },
-	{ .name = "IpConfig/HostName", .type = SCHEMA_TEXT,
+	{ .name = "IpConfig/HostName", .type = SCHEMA_HOSTNAME,
 	  .def_display = "system host name", .def_hostname = true,
 	  .summary = "EHLO name, subject of system mails",
-	  .description = "The name of this unit, announced in EHLO and shown "
-	    "in the subject of system mails.  Unset, the system host name is "
-	    "used.",
+	  .description = "The name of this unit, announced in EHLO, used on "
+	    "the right of Message-IDs and shown in the subject of system "
+	    "mails: a DNS name of letters, digits, hyphens and dots such as "
+	    "boiler-room.plant.example (not an IP address).  Unset, the system "
+	    "host name is used.",
 	  .see_also = "IPCONFIG" },
 	{ .name = "Log/MaxSize", .type = SCHEMA_INT, .def = "1048576",
 	  .min = 4096, .max = 1073741824, .unit = "bytes",
@@ -255,6 +257,7 @@ const char *schema_type_str(const struct schema_key *k, char *buf, size_t cap)
 	case SCHEMA_TEXT:     snprintf(buf, cap, "text"); break;
 	case SCHEMA_BOOL:     snprintf(buf, cap, "bool"); break;
 	case SCHEMA_HOST:     snprintf(buf, cap, "host"); break;
+	case SCHEMA_HOSTNAME: snprintf(buf, cap, "host name"); break;
 	case SCHEMA_ADDRESS:  snprintf(buf, cap, "address"); break;
 	case SCHEMA_ADDRLIST: snprintf(buf, cap, "address list"); break;
 	case SCHEMA_SEALED:   snprintf(buf, cap, "sealed"); break;
@@ -397,6 +400,27 @@ static const char *schema_host_check(const char *in, char *out, size_t cap)
 	if (!why)
 		snprintf(out, cap, "%s", in);
 	return why;
+}
+
+/* Host name: a DNS name (RFC 1123 sec. 2.1) and nothing else, because it
+ * is the EHLO domain (RFC 5321 sec. 4.1.1.1) and the right side of
+ * Message-IDs (RFC 5322 sec. 3.6.4); an address literal would need
+ * brackets in both.  A trailing dot is dropped when stored. */
+static const char *schema_hostname_check(const char *in, char *out, size_t cap)
+{
+	unsigned char addr[16];
+	size_t len = strlen(in);
+
+	if (inet_pton(AF_INET, in, addr) == 1 || inet_pton(AF_INET6, in, addr) == 1 ||
+	    in[0] == '[')
+		return "is an IP address, not a host name";
+	const char *why = schema_dns_check(in);
+	if (why)
+		return why;
+	if (in[len - 1] == '.')
+		len--;
+	snprintf(out, cap, "%.*s", (int)len, in);
+	return NULL;
 }
 
 static bool schema_atext(int c)
@@ -610,6 +634,8 @@ static const char *schema_type_check(const struct schema_key *k, const char *v,
 		return NULL;
 	case SCHEMA_HOST:
 		return schema_host_check(v, out, cap);
+	case SCHEMA_HOSTNAME:
+		return schema_hostname_check(v, out, cap);
 	case SCHEMA_ADDRESS: {
 		const char *why = schema_address_check(v);
 		if (!why)

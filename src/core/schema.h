@@ -23,6 +23,8 @@ enum schema_type {
 	SCHEMA_INT,       /* integer in [min, max] */
 	SCHEMA_BOOL,      /* true/false, on/off, yes/no, 1/0 (stored "true"/"false") */
 	SCHEMA_HOST,      /* DNS name, IPv4 or IPv6 address (brackets optional) */
+	SCHEMA_HOSTNAME,  /* DNS name only (letters, digits, '-', '.'), not an
+	                   * address: EHLO name, Message-ID right side */
 	SCHEMA_ADDRESS,   /* one RFC 5322 addr-spec, optionally with display name */
 	SCHEMA_ADDRLIST,  /* comma-separated addresses */
 	SCHEMA_ENUM,      /* one of `choices` ("|"-separated), case-insensitive */

@@ -71,6 +71,9 @@ static const struct vcase valid_cases[] = {
 	{ "Email/Timeout", "3600", "3600" },
 	{ "Events/OnBoot/Email", "true", "true" },
 	{ "IpConfig/HostName", "boiler-room-1", "boiler-room-1" },
+	{ "IpConfig/HostName", "Boiler-Room.plant.example", "Boiler-Room.plant.example" },
+	{ "IpConfig/HostName", " io7.example. ", "io7.example" },   /* FQDN dot dropped */
+	{ "IpConfig/HostName", "3com", "3com" },
 	{ "Log/MaxSize", "4096", "4096" },
 	{ "Outbox/MaxAge", "31536000", "31536000" },
 	{ "Outbox/RetryMin", "86400", "86400" },
@@ -133,6 +136,14 @@ static const struct vcase invalid_cases[] = {
 	{ "Email/Username", "a\nb", NULL }, { "Email/Username", "a\rb", NULL },
 	{ "Email/Username", "a\tb", NULL }, { "Email/Username", "a\x01" "b", NULL },
 	{ "Email/Username", "a\x7f" "b", NULL }, { "IpConfig/HostName", "x\r\n", NULL },
+	/* host name: EHLO name and Message-ID right side */
+	{ "IpConfig/HostName", "Boiler Room", NULL }, { "IpConfig/HostName", "", NULL },
+	{ "IpConfig/HostName", "boiler_room", NULL }, { "IpConfig/HostName", "-io", NULL },
+	{ "IpConfig/HostName", "io-", NULL }, { "IpConfig/HostName", "a..b", NULL },
+	{ "IpConfig/HostName", "192.0.2.7", NULL }, { "IpConfig/HostName", "2001:db8::7", NULL },
+	{ "IpConfig/HostName", "[192.0.2.7]", NULL }, { "IpConfig/HostName", "io@plant", NULL },
+	{ "IpConfig/HostName", "b\xc3\xb6iler", NULL }, { "IpConfig/HostName", "io>x", NULL },
+	{ "IpConfig/HostName", "io.123", NULL },
 };
 
 /* The message names the key, the (escaped) value and the rule. */
@@ -308,6 +319,8 @@ static void test_defaults_and_types(void **state)
 	assert_string_equal(schema_default_display(schema_find("Email/MailHost")), "none");
 	assert_string_equal(schema_default_display(schema_find("IpConfig/HostName")),
 	                    "system host name");
+	assert_string_equal(schema_type_str(schema_find("IpConfig/HostName"), buf,
+	                                    sizeof(buf)), "host name");
 	char host[256] = "";
 	gethostname(host, sizeof(host));
 	assert_string_equal(schema_default_value(schema_find("IpConfig/HostName"), buf,
