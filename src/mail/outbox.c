@@ -60,6 +60,8 @@ struct ob_env {
 	const char **rcpt;
 	size_t nrcpt;
 	const char *error;
+	bool needs_8bit;      /* "flags 8bitmime" */
+	bool needs_smtputf8;  /* "flags smtputf8" */
 };
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -331,6 +333,18 @@ static enum dm_status ob_env_read(const char *msgdir, struct ob_env **out,
 			env->rcpt[env->nrcpt++] = val;
 		} else if (!strcmp(line, "error")) {
 			env->error = val;
+		} else if (!strcmp(line, "flags")) {
+			/* space-separated words; unknown ones are from a later
+			 * minor revision and ignored */
+			for (char *w = val, *sp; w && *w; w = sp) {
+				sp = strchr(w, ' ');
+				if (sp)
+					*sp++ = '\0';
+				if (!strcmp(w, "8bitmime"))
+					env->needs_8bit = true;
+				else if (!strcmp(w, "smtputf8"))
+					env->needs_smtputf8 = true;
+			}
 		} else if (!strcmp(line, "end")) {
 			seen_end = true;
 			break;
@@ -367,6 +381,9 @@ static enum dm_status ob_env_write(const char *msgdir, const struct ob_env *env,
 	        env->size, env->failed ? "failed" : "queued", env->from);
 	for (size_t i = 0; i < env->nrcpt; i++)
 		fprintf(f, "rcpt %s\n", env->rcpt[i]);
+	if (env->needs_8bit || env->needs_smtputf8)
+		fprintf(f, "flags%s%s\n", env->needs_8bit ? " 8bitmime" : "",
+		        env->needs_smtputf8 ? " smtputf8" : "");
 	if (env->error && *env->error) {
 		ob_one_line(line, sizeof(line), env->error);
 		fprintf(f, "error %s\n", line);
@@ -544,13 +561,51 @@ static enum dm_status ob_check_addr(const char *what, const char *a,
 	return DM_OK;
 }
 
+void outbox_scan_init(struct outbox_scan *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+}
+
+void outbox_scan_bytes(struct outbox_scan *sc, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	size_t i = 0;
+
+	for (; i < n && !sc->in_body; i++) {
+		if (b[i] >= 0x80) {
+			sc->eight_bit = sc->utf8_header = true;
+			sc->mid_line = true;
+		} else if (b[i] == '\n') {
+			if (!sc->mid_line)
+				sc->in_body = true;    /* the empty line */
+			sc->mid_line = false;
+		} else if (b[i] != '\r') {
+			sc->mid_line = true;
+		}
+	}
+	for (; i < n && !sc->eight_bit; i++)
+		if (b[i] >= 0x80)
+			sc->eight_bit = true;
+}
+
+/* True when the address has a non-ASCII octet (needs SMTPUTF8). */
+static bool ob_addr_utf8(const char *a)
+{
+	for (; *a; a++)
+		if ((unsigned char)*a >= 0x80)
+			return true;
+	return false;
+}
+
 struct ob_body {
 	const struct mail_source *src;
 	outbox_write_fn write;
 	void *ctx;
+	struct outbox_scan scan;   /* of what was copied from src */
 };
 
 static enum dm_status ob_copy_source(const struct mail_source *src, int fd,
+                                     struct outbox_scan *scan,
                                      struct dm_err *err)
 {
 	char *buf = malloc(OB_CHUNK);
@@ -567,6 +622,7 @@ static enum dm_status ob_copy_source(const struct mail_source *src, int fd,
 			st = dm_err_set(err, DM_EINVAL, "outbox: message source overran its buffer");
 			break;
 		}
+		outbox_scan_bytes(scan, buf, got);
 		st = ob_write_all(fd, buf, got, "spooled message", err);
 		if (st != DM_OK)
 			break;
@@ -577,7 +633,7 @@ static enum dm_status ob_copy_source(const struct mail_source *src, int fd,
 
 static enum dm_status ob_enqueue(struct outbox *ob,
                                  const struct outbox_envelope *e,
-                                 const struct ob_body *body,
+                                 struct ob_body *body,
                                  char id[OUTBOX_ID_MAX], struct dm_err *err)
 {
 	char dir[DM_PATH_MAX], path[DM_PATH_MAX], dest[DM_PATH_MAX];
@@ -622,7 +678,8 @@ static enum dm_status ob_enqueue(struct outbox *ob,
 		st = dm_err_set(err, DM_EIO, "outbox: cannot create %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	st = body->src ? ob_copy_source(body->src, fd, err)
+	outbox_scan_init(&body->scan);
+	st = body->src ? ob_copy_source(body->src, fd, &body->scan, err)
 	               : body->write(body->ctx, fd, err);
 	if (st != DM_OK)
 		goto fail;
@@ -646,6 +703,14 @@ static enum dm_status ob_enqueue(struct outbox *ob,
 	env.rcpt = (const char **)e->rcpt;
 	env.nrcpt = e->nrcpt;
 	env.error = "";
+	/* read now, after the message: a writer may have set them */
+	env.needs_8bit = e->needs_8bit || body->scan.eight_bit;
+	env.needs_smtputf8 = e->needs_smtputf8 || body->scan.utf8_header ||
+	                     ob_addr_utf8(e->from);
+	for (size_t i = 0; i < e->nrcpt; i++)
+		env.needs_smtputf8 = env.needs_smtputf8 || ob_addr_utf8(e->rcpt[i]);
+	if (env.needs_smtputf8)
+		env.needs_8bit = true;   /* UTF-8 headers are 8-bit data too */
 	if ((st = ob_env_write(dir, &env, err)) != DM_OK)   /* fsyncs dir too */
 		goto fail;
 	ob_step(ob, "enqueue-env", id);
@@ -926,6 +991,8 @@ static void ob_item_fill(const struct outbox *ob, struct outbox_item *it,
 	it->last_error = env->error;
 	it->size = env->size;
 	it->failed = env->failed;
+	it->needs_8bit = env->needs_8bit;
+	it->needs_smtputf8 = env->needs_smtputf8;
 }
 
 /* "diagnosis (server said: 451 4.3.0 text)" on one line. */

@@ -70,12 +70,37 @@ enum dm_status outbox_open(const char *root, const struct outbox_options *opt,
                            struct outbox **out, struct dm_err *err);
 void outbox_close(struct outbox *ob);
 
-/* The envelope given to enqueue.  Strings are borrowed for the call. */
+/* The envelope given to enqueue.  Strings are borrowed for the call.
+ * The two flags are kept in the spool and handed back in outbox_item, so
+ * that delivery asks for BODY=8BITMIME (RFC 6152 sec. 3) and SMTPUTF8
+ * (RFC 6531 sec. 3.4) when the message needs them.  Zero means "7-bit
+ * ASCII" as far as the caller knows; the outbox sets them itself too: both
+ * for a non-ASCII address, and from the bytes it copies from a
+ * mail_source (see struct outbox_scan).  They are read when the envelope
+ * file is written, after the message: a writer (outbox_enqueue_writer)
+ * that scans what it writes may set them on the envelope its caller
+ * passed, through its own pointer, before it returns. */
 struct outbox_envelope {
 	const char *from;              /* envelope sender; "" allowed (bounce) */
 	const char *const *rcpt;       /* 1..OUTBOX_MAX_RCPT recipients */
 	size_t nrcpt;
+	bool needs_8bit;               /* an octet >= 0x80 anywhere */
+	bool needs_smtputf8;           /* UTF-8 in the header or an address */
 };
+
+/* Streaming scan of RFC 5322 bytes for the two envelope flags: any octet
+ * >= 0x80 sets eight_bit; one in the header section (before the first
+ * empty line; CR is ignored, so LF and CRLF both end lines) also sets
+ * utf8_header.  Zero-initialise (or outbox_scan_init), then feed the
+ * message front to end in chunks of any size. */
+struct outbox_scan {
+	bool in_body;
+	bool mid_line;      /* the header line has a character before this */
+	bool eight_bit;
+	bool utf8_header;
+};
+void outbox_scan_init(struct outbox_scan *sc);
+void outbox_scan_bytes(struct outbox_scan *sc, const void *p, size_t n);
 
 /* Writes the whole message (RFC 5322, CRLF, not dot-stuffed) to fd, which
  * is an empty regular file opened for writing.  Must not close fd. */
@@ -114,6 +139,8 @@ struct outbox_item {
 	const char *last_error; /* "" when none */
 	uint64_t size;          /* message bytes */
 	bool failed;            /* in spool/failed */
+	bool needs_8bit;        /* as stored at enqueue (outbox_envelope) */
+	bool needs_smtputf8;
 };
 
 /* Delivers one message.  `msg` reads the spooled bytes once, front to end.

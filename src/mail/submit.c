@@ -140,6 +140,8 @@ enum dm_status submit_enqueue_message(const char *root, struct registry *reg,
 		rcpt[i] = message_recipient(m, i);
 	struct outbox_envelope env = {
 		.from = message_sender(m), .rcpt = rcpt, .nrcpt = n,
+		.needs_8bit = message_needs_8bitmime(m),
+		.needs_smtputf8 = message_needs_smtputf8(m),
 	};
 	if ((st = submit_outbox_open(root, reg, &ob, err)))
 		goto out;
@@ -231,6 +233,12 @@ struct submit_rawctx {
 	size_t drop[64][2];
 	size_t ndrop;
 	char *buf;            /* SUBMIT_CHUNK in, 2x out */
+	/* What the writer spooled, scanned as it goes: an 8-bit body needs
+	 * BODY=8BITMIME (RFC 6152 sec. 3), a UTF-8 header SMTPUTF8 (RFC 6531
+	 * sec. 3.4).  Copied into *env when the writer is done (the outbox
+	 * reads the flags after the message, see outbox.h). */
+	struct outbox_scan scan;
+	struct outbox_envelope *env;
 };
 
 static bool submit_is_ftext(char c)
@@ -435,28 +443,37 @@ static enum dm_status submit_write_all(int fd, const char *p, size_t n,
 	return DM_OK;
 }
 
+/* Writes p[n] into the spool file and scans it for the envelope flags. */
+static enum dm_status submit_raw_put(struct submit_rawctx *r, int fd,
+                                     const char *p, size_t n,
+                                     struct dm_err *err)
+{
+	outbox_scan_bytes(&r->scan, p, n);
+	return submit_write_all(fd, p, n, err);
+}
+
 static enum dm_status submit_raw_writer(void *ctx, int fd, struct dm_err *err)
 {
 	struct submit_rawctx *r = ctx;
 	enum dm_status st;
 	uint64_t total;
 
-	if ((st = submit_write_all(fd, r->prefix, r->prefix_len, err)))
+	if ((st = submit_raw_put(r, fd, r->prefix, r->prefix_len, err)))
 		return st;
 	/* The header minus the dropped fields. */
 	size_t pos = 0;
 	for (size_t i = 0; i <= r->ndrop; i++) {
 		size_t stop = i < r->ndrop ? r->drop[i][0] : r->head_end;
-		if ((st = submit_write_all(fd, r->head + pos, stop - pos, err)))
+		if ((st = submit_raw_put(r, fd, r->head + pos, stop - pos, err)))
 			return st;
 		if (i < r->ndrop)
 			pos = r->drop[i][1];
 	}
 	if (r->need_blank || r->body_off > r->head_end) {
-		if ((st = submit_write_all(fd, "\r\n", 2, err)))
+		if ((st = submit_raw_put(r, fd, "\r\n", 2, err)))
 			return st;
 	}
-	if ((st = submit_write_all(fd, r->head + r->body_off,
+	if ((st = submit_raw_put(r, fd, r->head + r->body_off,
 	                           r->head_len - r->body_off, err)))
 		return st;
 	total = r->prefix_len + r->head_len + (r->need_blank ? 2 : 0);
@@ -482,12 +499,16 @@ static enum dm_status submit_raw_writer(void *ctx, int fd, struct dm_err *err)
 			return dm_err_set(err, DM_EINVAL,
 			    "message larger than %llu bytes",
 			    (unsigned long long)r->max_size);
-		if ((st = submit_write_all(fd, outb, o, err)))
+		if ((st = submit_raw_put(r, fd, outb, o, err)))
 			return st;
 	}
 	if (total > r->max_size)
 		return dm_err_set(err, DM_EINVAL, "message larger than %llu bytes",
 		                  (unsigned long long)r->max_size);
+	if (r->env) {
+		r->env->needs_8bit = r->env->needs_8bit || r->scan.eight_bit;
+		r->env->needs_smtputf8 = r->env->needs_smtputf8 || r->scan.utf8_header;
+	}
 	return DM_OK;
 }
 
@@ -649,6 +670,8 @@ enum dm_status submit_enqueue_raw(const char *root, struct registry *reg,
 	struct outbox_envelope env = { .from = from, .rcpt = rcpt, .nrcpt = rc.n };
 	if ((st = submit_outbox_open(root, reg, &ob, err)))
 		goto out;
+	outbox_scan_init(&r.scan);
+	r.env = &env;
 	st = outbox_enqueue_writer(ob, &env, submit_raw_writer, &r, id, err);
 out:
 	outbox_close(ob);
@@ -854,8 +877,11 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 			env[i].body = (struct mail_source){ submit_count_read, &cnt[i] };
 		}
 		env[i].size = (size_t)items[i].size;
-		env[i].needs_8bit = utf8;
-		env[i].needs_smtputf8 = utf8;
+		/* as recorded at enqueue (built: from the MIME builder; raw:
+		 * scanned as it was spooled), or UTF-8 addresses (spools from
+		 * before the flags were kept) */
+		env[i].needs_8bit = items[i].needs_8bit || utf8;
+		env[i].needs_smtputf8 = items[i].needs_smtputf8 || utf8;
 	}
 	dm_err_clear(&e);
 	smtp_client_send(c, env, n, res, SMTP_SEND_QUIT, &e);

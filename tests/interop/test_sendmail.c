@@ -675,6 +675,74 @@ static void test_raw_batch(void **state)
 	peer_message_free(&m);
 }
 
+/* The client side of the transcript, one line each. */
+struct mailfrom_lines {
+	char line[4][512];
+	size_t n;
+};
+
+static void mailfrom_collect(void *ctx, enum smtp_dir dir, const char *line)
+{
+	struct mailfrom_lines *t = ctx;
+	if (dir == SMTP_DIR_CLIENT && strncmp(line, "MAIL FROM:", 10) == 0 && t->n < 4)
+		snprintf(t->line[t->n++], sizeof(t->line[0]), "%s", line);
+}
+
+/* A raw message with an 8-bit body and ASCII addresses goes out with
+ * BODY=8BITMIME (RFC 6152 sec. 3): the flag is found as the bytes are
+ * spooled and kept in the outbox across the enqueue/delivery reopen; a
+ * 7-bit message in the same run goes without it. */
+static void test_raw_8bit_body(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048], id1[OUTBOX_ID_MAX], id2[OUTBOX_ID_MAX];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	struct registry *reg = NULL;
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(registry_open(root, &reg, &err), DM_OK);
+
+	const char *m1 = "From: plant@example.org\nTo: ops@example.net\n"
+	                 "Subject: boiler\nMIME-Version: 1.0\n"
+	                 "Content-Type: text/plain; charset=utf-8\n"
+	                 "Content-Transfer-Encoding: 8bit\n\n"
+	                 "Kessel 2: 85 \xc2\xb0" "C, Druck gr\xc3\xb6\xc3\x9f" "er als 3 bar\n";
+	struct strsrc s1 = { m1, strlen(m1), 0 };
+	struct submit_raw raw = { .src = { strsrc_read, &s1 },
+	                          .rcpt_from_headers = true, .hostname = "unit.test" };
+	assert_int_equal(submit_enqueue_raw(root, reg, &raw, 0, id1, &err), DM_OK);
+	const char *m2 = "From: plant@example.org\nTo: ops@example.net\n"
+	                 "Subject: ascii\n\nall 7-bit\n";
+	struct strsrc s2 = { m2, strlen(m2), 0 };
+	struct submit_raw raw2 = { .src = { strsrc_read, &s2 },
+	                           .rcpt_from_headers = true, .hostname = "unit.test" };
+	assert_int_equal(submit_enqueue_raw(root, reg, &raw2, 0, id2, &err), DM_OK);
+
+	struct mailfrom_lines t = { 0 };
+	struct submit_hooks hooks = { .transcript = mailfrom_collect,
+	                              .transcript_ctx = &t };
+	struct outbox_stats st;
+	assert_int_equal(submit_deliver_due(root, reg, &hooks, &st, &err), DM_OK);
+	registry_close(reg);
+	assert_int_equal(st.sent, 2);
+	assert_int_equal(t.n, 2);
+	/* oldest first: the 8-bit message, then the ASCII one */
+	assert_contains(t.line[0], "MAIL FROM:<plant@example.org>");
+	assert_contains(t.line[0], " BODY=8BITMIME");
+	assert_lacks(t.line[0], "SMTPUTF8");
+	assert_contains(t.line[1], "MAIL FROM:<plant@example.org>");
+	assert_lacks(t.line[1], "BODY=8BITMIME");
+
+	struct peer_message m;
+	load(p, 1, &m);
+	assert_false(m.smtputf8);
+	assert_non_null(memmem(m.body, m.body_len, "85 \xc2\xb0" "C", 5));
+	peer_message_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -689,6 +757,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_stdin_body, test_teardown),
 		cmocka_unit_test_teardown(test_progress_tty, test_teardown),
 		cmocka_unit_test_teardown(test_raw_batch, test_teardown),
+		cmocka_unit_test_teardown(test_raw_8bit_body, test_teardown),
 	};
 	return cmocka_run_group_tests_name("sendmail", tests, group_setup,
 	                                   group_teardown);

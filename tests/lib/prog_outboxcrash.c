@@ -252,7 +252,8 @@ int main(int argc, char **argv)
 			write_all(fd, m, len);
 			close(fd);
 			const char *rcpt[] = { "ops@example.com", "backup@example.com" };
-			struct outbox_envelope env = { "device@example.com", rcpt, 1 + seq % 2 };
+			struct outbox_envelope env = { .from = "device@example.com", .rcpt = rcpt,
+			                               .nrcpt = 1 + seq % 2 };
 			struct memsrc ms = { m, len, 0, seed + seq + 7 };
 			struct mail_source src = { memsrc_read, &ms };
 			char id[OUTBOX_ID_MAX];

@@ -167,7 +167,7 @@ static void enqueue_text(struct outbox *ob, const char *text, size_t nrcpt,
 {
 	static const char *const rcpt[] = { "ops@example.com", "boss@example.com",
 	                                    "third@example.com" };
-	struct outbox_envelope env = { "device@example.com", rcpt, nrcpt };
+	struct outbox_envelope env = { .from = "device@example.com", .rcpt = rcpt, .nrcpt = nrcpt };
 	struct memsrc ms = { text, strlen(text), 0, 5, 0 };
 	struct mail_source src = { memsrc_read, &ms };
 	struct dm_err err;
@@ -269,6 +269,192 @@ static int collect(void *ctx, const struct outbox_item *it)
 	return 0;
 }
 
+/* ---- envelope flags (8BITMIME / SMTPUTF8) ------------------------------------ */
+
+static void test_scan_flags(void **state)
+{
+	static const struct {
+		const char *msg;
+		bool eight_bit, utf8_header;
+	} rows[] = {
+		{ "Subject: hi\r\n\r\nplain\r\n", false, false },
+		{ "Subject: hi\r\n\r\ncaf\xc3\xa9\r\n", true, false },
+		{ "Subject: caf\xc3\xa9\r\n\r\nplain\r\n", true, true },
+		{ "Subject: hi\n\ncaf\xc3\xa9\n", true, false },          /* bare LF */
+		{ "Subject: hi\r\n X-Folded: caf\xc3\xa9\r\n\r\nx", true, true },
+		{ "\r\nno header, caf\xc3\xa9", true, false },
+		{ "From: a@b\r\nX: \xff", true, true },                   /* no body */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		size_t len = strlen(rows[i].msg);
+		for (size_t chunk = 1; chunk <= len; chunk++) {  /* every split */
+			struct outbox_scan sc;
+			outbox_scan_init(&sc);
+			for (size_t off = 0; off < len; off += chunk)
+				outbox_scan_bytes(&sc, rows[i].msg + off,
+				                  len - off < chunk ? len - off : chunk);
+			assert_int_equal(sc.eight_bit, rows[i].eight_bit);
+			assert_int_equal(sc.utf8_header, rows[i].utf8_header);
+		}
+	}
+}
+
+struct flagged {
+	size_t n;
+	char id[8][OUTBOX_ID_MAX];
+	bool b8[8], u8[8];
+};
+
+static int collect_flags(void *ctx, const struct outbox_item *it)
+{
+	struct flagged *l = ctx;
+	if (l->n < 8) {
+		snprintf(l->id[l->n], OUTBOX_ID_MAX, "%s", it->id);
+		l->b8[l->n] = it->needs_8bit;
+		l->u8[l->n] = it->needs_smtputf8;
+	}
+	l->n++;
+	return 0;
+}
+
+/* A writer that finds 8-bit data while writing and says so on the envelope
+ * (the outbox reads the flags after the message). */
+struct flagwriter {
+	struct outbox_envelope *env;
+};
+
+static enum dm_status flag_write(void *ctx, int fd, struct dm_err *err)
+{
+	struct flagwriter *w = ctx;
+	static const char m[] = "Subject: x\r\n\r\nna\xc3\xafve\r\n";
+	if (write(fd, m, sizeof(m) - 1) != (ssize_t)(sizeof(m) - 1))
+		return dm_err_set(err, DM_EIO, "short write");
+	w->env->needs_8bit = true;
+	return DM_OK;
+}
+
+static enum dm_status flag_deliver(void *ctx, const struct outbox_item *item,
+                                   const struct mail_source *msg, char *detail,
+                                   size_t cap, struct dm_err *err)
+{
+	struct flagged *l = ctx;
+	(void)msg; (void)detail; (void)cap;
+	collect_flags(l, item);
+	return dm_err_set(err, DM_ETEMPFAIL, "kept for the test");
+}
+
+static void test_envelope_flags_persist(void **state)
+{
+	static const char *const ascii_rcpt[] = { "ops@example.com" };
+	static const char *const utf8_rcpt[] = { "j\xc3\xb6rg@example.com" };
+	static const char body8[] = "From: device@example.com\r\nSubject: temp\r\n"
+	                            "\r\nTemperatur 85 \xc2\xb0" "C\r\n";
+	static const char head8[] = "Subject: K\xc3\xbchlhaus\r\n\r\nok\r\n";
+	char root[DM_PATH_MAX], path[DM_PATH_MAX + 128], ids[6][OUTBOX_ID_MAX];
+	struct clockctx cc = { 1700000000, 0 };
+	struct dm_err err;
+	struct outbox *ob;
+	struct flagged l = { 0 };
+
+	(void)state;
+	make_root(root, sizeof(root));
+	ob = open_fake(root, &cc);
+	dm_err_clear(&err);
+	/* 0: 7-bit ASCII, 1: 8-bit body fed one byte at a time, 2: UTF-8
+	 * header, 3: UTF-8 recipient, 4: caller's flag, 5: writer's flag */
+	const char *texts[3] = { MSG1, body8, head8 };
+	for (size_t i = 0; i < 4; i++) {
+		struct outbox_envelope env = { .from = "device@example.com",
+		    .rcpt = i == 3 ? utf8_rcpt : ascii_rcpt, .nrcpt = 1 };
+		const char *t = texts[i == 3 ? 0 : i];
+		struct memsrc ms = { t, strlen(t), 0, i == 1 ? 1 : 7, 0 };
+		struct mail_source src = { memsrc_read, &ms };
+		assert_int_equal(outbox_enqueue(ob, &env, &src, ids[i], &err), DM_OK);
+	}
+	struct bigwriter bw = { 100 };
+	struct outbox_envelope e4 = { .from = "", .rcpt = ascii_rcpt, .nrcpt = 1,
+	                              .needs_8bit = true };
+	assert_int_equal(outbox_enqueue_writer(ob, &e4, big_write, &bw, ids[4], &err),
+	                 DM_OK);
+	struct outbox_envelope e5 = { .from = "", .rcpt = ascii_rcpt, .nrcpt = 1 };
+	struct flagwriter fw = { &e5 };
+	assert_int_equal(outbox_enqueue_writer(ob, &e5, flag_write, &fw, ids[5], &err),
+	                 DM_OK);
+	outbox_close(ob);
+
+	/* on disk: the optional flags line, absent for 7-bit mail */
+	size_t len;
+	char *env;
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, ids[0]);
+	assert_non_null(env = slurp(path, &len));
+	assert_null(strstr(env, "flags"));
+	free(env);
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, ids[1]);
+	assert_non_null(env = slurp(path, &len));
+	assert_non_null(strstr(env, "\nflags 8bitmime\n"));
+	free(env);
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, ids[2]);
+	assert_non_null(env = slurp(path, &len));
+	assert_non_null(strstr(env, "\nflags 8bitmime smtputf8\n"));
+	free(env);
+
+	/* after a reopen, listing and delivery see them */
+	static const bool want8[6] = { false, true, true, true, true, true };
+	static const bool wantu[6] = { false, false, true, true, false, false };
+	ob = open_fake(root, &cc);
+	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, collect_flags, &l, &err), DM_OK);
+	assert_int_equal(l.n, 6);
+	for (size_t i = 0; i < 6; i++) {
+		assert_string_equal(l.id[i], ids[i]);
+		assert_int_equal(l.b8[i], want8[i]);
+		assert_int_equal(l.u8[i], wantu[i]);
+	}
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(outbox_deliver(ob, ids[1], flag_deliver, &l, NULL, &err),
+	                 DM_ETEMPFAIL);
+	assert_int_equal(l.n, 1);
+	assert_true(l.b8[0]);
+	assert_false(l.u8[0]);
+	outbox_close(ob);
+
+	/* the env rewrite after the deferral keeps the flag */
+	ob = open_fake(root, &cc);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, collect_flags, &l, &err), DM_OK);
+	assert_int_equal(l.n, 6);
+	assert_true(l.b8[1]);
+	outbox_close(ob);
+
+	/* a version-1 env written before the flags line existed still loads
+	 * (flags off); unknown flag words are ignored */
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, ids[1]);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "DEVMAIL-OUTBOX 1\ncreated 1700000000\nattempts 0\nnext 1700000000\n"
+	        "size %zu\nstate queued\nfrom device@example.com\nrcpt ops@example.com\n"
+	        "end\n", strlen(body8));
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, ids[2]);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "DEVMAIL-OUTBOX 1\ncreated 1700000000\nattempts 0\nnext 1700000000\n"
+	        "size %zu\nstate queued\nfrom device@example.com\nrcpt ops@example.com\n"
+	        "flags binarymime smtputf8\nend\n", strlen(head8));
+	fclose(f);
+	ob = open_fake(root, &cc);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, collect_flags, &l, &err), DM_OK);
+	assert_int_equal(l.n, 6);
+	assert_false(l.b8[1]);
+	assert_false(l.u8[1]);
+	assert_false(l.b8[2]);
+	assert_true(l.u8[2]);
+	outbox_close(ob);
+	rm_rf(root);
+}
+
 static void test_enqueue_durable(void **state)
 {
 	char root[DM_PATH_MAX], path[DM_PATH_MAX + 128], id[OUTBOX_ID_MAX], id2[OUTBOX_ID_MAX];
@@ -305,7 +491,7 @@ static void test_enqueue_durable(void **state)
 	/* A 3 MB message through the writer callback. */
 	struct bigwriter bw = { 3u << 20 };
 	static const char *const one[] = { "ops@example.com" };
-	struct outbox_envelope e1 = { "", one, 1 };
+	struct outbox_envelope e1 = { .from = "", .rcpt = one, .nrcpt = 1 };
 	dm_err_clear(&err);
 	assert_int_equal(outbox_enqueue_writer(ob, &e1, big_write, &bw, id2, &err), DM_OK);
 	assert_string_not_equal(id, id2);
@@ -323,13 +509,13 @@ static void test_enqueue_durable(void **state)
 
 	/* Bad input changes nothing. */
 	static const char *const bad[] = { "ops@example.com\r\nRCPT TO:<x@evil>" };
-	struct outbox_envelope eb = { "device@example.com", bad, 1 };
+	struct outbox_envelope eb = { .from = "device@example.com", .rcpt = bad, .nrcpt = 1 };
 	struct memsrc ms = { MSG1, strlen(MSG1), 0, 0, 0 };
 	struct mail_source src = { memsrc_read, &ms };
 	dm_err_clear(&err);
 	assert_int_equal(outbox_enqueue(ob, &eb, &src, id2, &err), DM_EINVAL);
 	assert_non_null(strstr(err.msg, "control character"));
-	struct outbox_envelope e0 = { "device@example.com", one, 0 };
+	struct outbox_envelope e0 = { .from = "device@example.com", .rcpt = one, .nrcpt = 0 };
 	dm_err_clear(&err);
 	assert_int_equal(outbox_enqueue(ob, &e0, &src, id2, &err), DM_EINVAL);
 	/* A source failing half way: its error comes back, nothing is left. */
@@ -1083,6 +1269,8 @@ int main(void)
 		cmocka_unit_test(test_backoff_table),
 		cmocka_unit_test(test_temporary_classification),
 		cmocka_unit_test(test_enqueue_durable),
+		cmocka_unit_test(test_scan_flags),
+		cmocka_unit_test(test_envelope_flags_persist),
 		cmocka_unit_test(test_delivery_outcomes),
 		cmocka_unit_test(test_locked_message_skipped),
 		cmocka_unit_test(test_batch_delivery),
