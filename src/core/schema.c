@@ -423,76 +423,322 @@ static const char *schema_hostname_check(const char *in, char *out, size_t cap)
 	return NULL;
 }
 
+/* ---- addresses ------------------------------------------------------------
+ * The same rules as mail/address.c's address_parse() (listed in
+ * mail/address.h), restated here because core does not use mail: what REG
+ * accepts for Email/FromAddress and Email/ToAddress is what the mail code
+ * can send, and the reverse.  test_schema runs one table through both.
+ * Refused: comments "(...)", group syntax, source routes, invalid UTF-8,
+ * unquoted local parts with spaces or specials, misplaced dots, bad
+ * domain labels, local part > 64 octets, addr-spec > 254 octets, display
+ * name > 256 octets.  Accepted: quoted local parts ("john doe"@x), UTF-8
+ * local parts, domains and names (RFC 6531/6532), address literals.
+ * (Registry values never hold control characters, TAB included, so the
+ * TAB rules of address.h do not arise.  Display names are measured as
+ * written; address_parse() measures RFC 2047 encoded-words decoded.) */
+
+#define SCHEMA_LOCAL_MAX 64     /* RFC 5321 4.5.3.1.1 */
+#define SCHEMA_SPEC_MAX 254     /* RFC 5321 4.5.3.1.3 path minus "<>" */
+#define SCHEMA_ADDR_NAME_MAX 256
+
+/* RFC 5322 3.2.3 atext, plus UTF-8 octets (RFC 6532 3.2). */
 static bool schema_atext(int c)
 {
-	return c < 0x80 && (isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c));
+	if (c >= 0x80)
+		return true;
+	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c));
 }
 
-/* addr-spec local@domain: dot-atom local part (RFC 5322 sec. 3.2.3) of at
- * most 64 octets, a DNS domain or an address literal [IPv4] / [IPv6:...],
- * at most 254 octets in all (RFC 5321 sec. 4.5.3.1). */
-static const char *schema_addrspec_check(const char *s, size_t len)
+/* Length of the UTF-8 sequence at s (RFC 3629: no overlongs, surrogates or
+ * code points past U+10FFFF), 0 when invalid. */
+static size_t schema_utf8_seq(const unsigned char *s, size_t len)
 {
-	const char *at = memchr(s, '@', len);
-	char dom[256];
+	unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+	size_t n;
 
-	if (len > 254)
-		return "is longer than 254 characters";
-	if (!at)
-		return "has no '@'";
-	size_t ll = (size_t)(at - s), dl = len - ll - 1;
-	if (ll == 0 || ll > 64)
-		return "has a local part that is empty or longer than 64 characters";
-	for (size_t i = 0; i < ll; i++) {
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF) {
+		n = 2;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		n = 3;
+		if (c == 0xE0)
+			lo = 0xA0;
+		else if (c == 0xED)
+			hi = 0x9F;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		n = 4;
+		if (c == 0xF0)
+			lo = 0x90;
+		else if (c == 0xF4)
+			hi = 0x8F;
+	} else {
+		return 0;
+	}
+	if (len < n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xBF)
+			return 0;
+	return n;
+}
+
+static bool schema_utf8_valid(const char *s, size_t len)
+{
+	for (size_t i = 0, n; i < len; i += n)
+		if ((n = schema_utf8_seq((const unsigned char *)s + i, len - i)) == 0)
+			return false;
+	return true;
+}
+
+static bool schema_dot_atom(const char *s, size_t len)
+{
+	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++) {
 		if (s[i] == '.') {
-			if (i == 0 || i + 1 == ll || s[i + 1] == '.')
-				return "has a misplaced '.' in the local part";
+			if (s[i + 1] == '.')
+				return false;
 		} else if (!schema_atext((unsigned char)s[i])) {
-			return "has a character not allowed in the local part";
+			return false;
 		}
 	}
-	if (dl == 0 || dl >= sizeof(dom))
-		return "has an empty or overlong domain";
-	memcpy(dom, at + 1, dl);
-	dom[dl] = '\0';
-	if (dom[0] == '[') {
-		unsigned char a[16];
-		if (dom[dl - 1] != ']' || dl < 3)
-			return "has an unclosed '[' in the domain";
-		dom[dl - 1] = '\0';
-		if (strncasecmp(dom + 1, "IPv6:", 5) == 0)
-			return inet_pton(AF_INET6, dom + 6, a) == 1 ? NULL
-			    : "has a bad IPv6 address literal";
-		return inet_pton(AF_INET, dom + 1, a) == 1 ? NULL
-		    : "has a bad address literal";
-	}
-	const char *why = schema_dns_check(dom);
-	return why ? "has a domain that is not a valid host name" : NULL;
+	return true;
 }
 
-/* Address: addr-spec, or `Display Name <addr-spec>`; the display name is
- * printable ASCII without '<', '>' or unbalanced quotes. */
+/* Local part s[len]; *canon receives the length of its canonical form
+ * (unquoted when the content is a dot-atom, else quoted with '\' escapes). */
+static const char *schema_local_check(const char *s, size_t len, size_t *canon)
+{
+	if (len == 0)
+		return "has an empty local part (before '@')";
+	if (s[0] == '"') {
+		char raw[SCHEMA_SPEC_MAX + 1];
+		size_t i = 1, n = 0, q = 0;
+		bool closed = false;
+		for (; i < len; i++) {
+			if (s[i] == '\\') {
+				if (i + 1 >= len)
+					return "has unbalanced quotes in the local part";
+				i++;
+			} else if (s[i] == '"') {
+				closed = true;
+				i++;
+				break;
+			}
+			if (n >= SCHEMA_SPEC_MAX)
+				return "has a local part longer than 64 octets";
+			q += s[i] == '"' || s[i] == '\\';
+			raw[n++] = s[i];
+		}
+		if (!closed)
+			return "has unbalanced quotes in the local part";
+		if (i != len)
+			return "has text after the quoted local part (a quoted local "
+			    "part must be quoted whole)";
+		if (n == 0)
+			return "has an empty local part (before '@')";
+		*canon = schema_dot_atom(raw, n) ? n : n + q + 2;
+	} else {
+		for (size_t i = 0; i < len; i++) {
+			unsigned char c = (unsigned char)s[i];
+			if (c == ' ')
+				return "has a space in the local part (quote it: "
+				    "\"a b\"@example.com)";
+			if (c == '"')
+				return "has unbalanced quotes in the local part (a quoted "
+				    "local part must be quoted whole)";
+			if (c != '.' && !schema_atext(c))
+				return "has a character not allowed unquoted in the local "
+				    "part";
+		}
+		if (!schema_dot_atom(s, len))
+			return "has a misplaced '.' in the local part (at the start, "
+			    "at the end, or two in a row)";
+		*canon = len;
+	}
+	if (*canon > SCHEMA_LOCAL_MAX)
+		return "has a local part longer than 64 octets";
+	return NULL;
+}
+
+/* Domain s[len]: labels of letters, digits, '-' and UTF-8 (RFC 6531), or
+ * an address literal [IPv4] / [IPv6:...] (RFC 5321 4.1.3). */
+static const char *schema_domain_check(const char *s, size_t len)
+{
+	if (len == 0)
+		return "has an empty domain (after '@')";
+	if (s[0] == '[') {
+		char lit[64];
+		unsigned char a[16];
+		if (s[len - 1] != ']')
+			return "has an unbalanced '[' in the domain literal";
+		if (len - 2 >= sizeof(lit))
+			return "has a domain literal that is too long";
+		memcpy(lit, s + 1, len - 2);
+		lit[len - 2] = '\0';
+		if (strncasecmp(lit, "IPv6:", 5) == 0)
+			return inet_pton(AF_INET6, lit + 5, a) == 1 ? NULL
+			    : "has a bad IPv6 address literal";
+		return inet_pton(AF_INET, lit, a) == 1 ? NULL
+		    : "has a bad address literal ([192.0.2.1] or [IPv6:2001:db8::1])";
+	}
+	if (len > 253)
+		return "has a domain longer than 253 octets";
+	for (size_t i = 0, start = 0; i <= len; i++) {
+		if (i < len && s[i] != '.') {
+			unsigned char c = (unsigned char)s[i];
+			if (!(c >= 0x80 || c == '-' || (c < 0x80 && isalnum(c))))
+				return "has a domain character other than letters, digits "
+				    "and '-'";
+			continue;
+		}
+		size_t l = i - start;
+		if (l == 0)
+			return "has an empty domain label (a '.' at the start, at the "
+			    "end, or two in a row)";
+		if (l > 63)
+			return "has a domain label longer than 63 octets";
+		if (s[start] == '-' || s[i - 1] == '-')
+			return "has a domain label starting or ending with '-'";
+		start = i + 1;
+	}
+	return NULL;
+}
+
+/* addr-spec s[len] (spaces around it ignored). */
+static const char *schema_addrspec_check(const char *s, size_t len)
+{
+	size_t at = len, canon = 0;
+	bool inq = false;
+	const char *why;
+
+	while (len > 0 && s[0] == ' ')
+		s++, len--;
+	while (len > 0 && s[len - 1] == ' ')
+		len--;
+	if (len == 0)
+		return "has no address";
+	for (size_t i = 0; i < len; i++) {
+		if (inq && s[i] == '\\') {
+			i++;
+			continue;
+		}
+		if (s[i] == '"')
+			inq = !inq;
+		else if (!inq && s[i] == '@')
+			at = i;
+	}
+	if (inq)
+		return "has unbalanced quotes";
+	if (at == len)
+		return "has no '@' (expected local@domain)";
+	if ((why = schema_local_check(s, at, &canon)) ||
+	    (why = schema_domain_check(s + at + 1, len - at - 1)))
+		return why;
+	if (canon + 1 + (len - at - 1) > SCHEMA_SPEC_MAX)
+		return "is longer than 254 octets";
+	return NULL;
+}
+
+/* Display name s[len]: atoms ('.' allowed, as in obs-phrase; UTF-8 and
+ * RFC 2047 encoded-words are atoms) and quoted strings. */
+static const char *schema_name_check(const char *s, size_t len)
+{
+	size_t n = 0;
+	bool space_before = false;
+
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == ' ') {
+			space_before = n > 0;
+			continue;
+		}
+		n += space_before;
+		space_before = false;
+		if (s[i] == '"') {
+			bool closed = false;
+			for (i++; i < len; i++, n++) {
+				if (s[i] == '\\' && i + 1 < len) {
+					i++;
+				} else if (s[i] == '"') {
+					closed = true;
+					break;
+				}
+			}
+			if (!closed)
+				return "has unbalanced quotes in the display name";
+			continue;
+		}
+		for (; i < len && s[i] != ' ' && s[i] != '"'; i++, n++)
+			if (s[i] != '.' && !schema_atext((unsigned char)s[i]))
+				return "has a character not allowed in the display name; "
+				    "put the name in double quotes";
+		i--;
+	}
+	return n > SCHEMA_ADDR_NAME_MAX ? "has a display name longer than 256 "
+	    "octets" : NULL;
+}
+
+/* One mailbox: addr-spec, <addr-spec> or `Display Name <addr-spec>`. */
 static const char *schema_address_check(const char *s)
 {
-	const char *lt = strchr(s, '<');
-	bool quoted = false;
+	size_t len = strlen(s), lt = len, gt = len;
+	bool inq = false, seen_at = false;
+	const char *why;
 
-	if (!lt)
-		return strpbrk(s, " >\"") ? "is not of the form local@domain"
-		    : schema_addrspec_check(s, strlen(s));
-	size_t len = strlen(s);
-	if (s[len - 1] != '>' || strchr(lt + 1, '<') || strchr(lt, '>') != s + len - 1)
-		return "is not of the form Name <local@domain>";
-	for (const char *p = s; p < lt; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (c == '"')
-			quoted = !quoted;
-		else if (c == '>' || c >= 0x7f)
-			return "has a character not allowed in the display name";
+	if (!schema_utf8_valid(s, len))
+		return "is not valid UTF-8";
+	for (size_t i = 0; i < len; i++) {
+		if (inq && s[i] == '\\') {
+			i++;
+			continue;
+		}
+		if (s[i] == '"') {
+			inq = !inq;
+			continue;
+		}
+		if (inq)
+			continue;
+		if (s[i] == '(' || s[i] == ')')
+			return "comments '(...)' are not supported; put a name in "
+			    "double quotes before <address>";
+		if (s[i] == '<') {
+			if (lt != len)
+				return "has more than one '<'";
+			lt = i;
+		} else if (s[i] == '>') {
+			if (lt == len)
+				return "has unbalanced angle brackets: '>' without '<'";
+			if (gt != len)
+				return "has more than one '>'";
+			gt = i;
+		} else if (s[i] == ',' || s[i] == ';') {
+			if (lt == len || gt != len)
+				return "has a ',' or ';' outside quotes: one address "
+				    "expected";
+		} else if (s[i] == '@') {
+			seen_at = true;
+		} else if (s[i] == ':' && lt == len && !seen_at) {
+			return "has ':' outside quotes (group syntax 'name: a@b;' is "
+			    "not supported)";
+		}
 	}
-	if (quoted)
-		return "has an unbalanced '\"' in the display name";
-	return schema_addrspec_check(lt + 1, (size_t)(s + len - 1 - (lt + 1)));
+	if (inq)
+		return "has unbalanced quotes";
+	if (lt != len && gt == len)
+		return "has unbalanced angle brackets: '<' without '>'";
+	if (lt == len)
+		return schema_addrspec_check(s, len);
+	for (size_t i = gt + 1; i < len; i++)
+		if (s[i] != ' ')
+			return "has text after '>'";
+	if (gt == lt + 1)
+		return "has an empty address '<>'";
+	if (s[lt + 1] == '@')
+		return "has a source route '<@host:...>', which is not supported";
+	if ((why = schema_name_check(s, lt)))
+		return why;
+	return schema_addrspec_check(s + lt + 1, gt - lt - 1);
 }
 
 static void schema_trim_span(const char **b, const char **e)
@@ -503,8 +749,9 @@ static void schema_trim_span(const char **b, const char **e)
 		(*e)--;
 }
 
-/* Comma-separated addresses (commas inside "quoted names" do not split);
- * stored as the trimmed addresses joined by ", ". */
+/* Addresses separated by ',' or ';' (as address_list_parse() splits them:
+ * not inside quotes or angle brackets); stored as the trimmed addresses
+ * joined by ", ". */
 static const char *schema_addrlist_check(const char *s, char *out, size_t cap)
 {
 	char one[SCHEMA_VALUE_MAX];
@@ -512,10 +759,20 @@ static const char *schema_addrlist_check(const char *s, char *out, size_t cap)
 	bool quoted = false;
 	const char *start = s;
 
+	int angle = 0;
+
 	for (const char *p = s; ; p++) {
+		if (quoted && *p == '\\' && p[1]) {
+			p++;
+			continue;
+		}
 		if (*p == '"')
 			quoted = !quoted;
-		if (*p != '\0' && (*p != ',' || quoted))
+		else if (!quoted && *p == '<')
+			angle++;
+		else if (!quoted && *p == '>' && angle > 0)
+			angle--;
+		if (*p != '\0' && ((*p != ',' && *p != ';') || quoted || angle > 0))
 			continue;
 		const char *b = start, *e = p;
 		schema_trim_span(&b, &e);

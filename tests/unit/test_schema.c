@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/schema.h"
+#include "mail/address.h"
 #include "mail/sasl.h"
 
 struct vcase {
@@ -363,6 +364,155 @@ static void test_auth_mechanisms_match_sasl(void **state)
 	assert_false(sasl_supported("OAUTHBEARER"));
 }
 
+/* One table through REG's check (core/schema.c) and the mail code's parser
+ * (mail/address.c): both must accept or both refuse, so that REG never
+ * stores an address that fails at send time, nor refuses one that works.
+ * `ok` is what both should say. */
+static const struct {
+	const char *addr;
+	bool ok;
+} agree_rows[] = {
+	{ "jnior@example.com", true },
+	{ "Boiler Room <jnior@example.com>", true },
+	{ "<jnior@example.com>", true },
+	{ "\"Doe, John\" <j.doe+io@x.org>", true },
+	{ "\"john doe\"@example.com", true },                 /* quoted local */
+	{ "\"a\\\"b\"@example.com", true },                    /* escaped quote */
+	{ "\"a@b\"@example.com", true },
+	{ "\"\"@example.com", false },                         /* empty quoted */
+	{ "\"a\"b@example.com", false },
+	{ "j\xc3\xb6rg@example.com", true },                   /* RFC 6531 */
+	{ "info@b\xc3\xbc" "cher.example", true },
+	{ "J\xc3\xb6rg M\xc3\xbcller <j\xc3\xb6rg@b\xc3\xbc" "cher.example>", true },
+	{ "=?UTF-8?B?SsO2cmc=?= <j@example.com>", true },
+	{ "a@[192.0.2.1]", true },
+	{ "a@[IPv6:2001:db8::1]", true },
+	{ "a@[999.0.2.1]", false },
+	{ "a@[192.0.2.1", false },
+	{ "Dr. Who <who@example.com>", true },
+	{ "Name (x) <a@b.c>", false },                         /* comment */
+	{ "a@b.c (Boiler)", false },
+	{ "\"Name (x)\" <a@b.c>", true },                      /* quoted: no comment */
+	{ "group: a@b.c;", false },
+	{ "<@relay:a@b.c>", false },
+	{ "a@b.c, d@e.f", false },
+	{ "Boiler, Room <a@b.c>", false },
+	{ "Name <a@b.c> trailing", false },
+	{ "<a@b.c", false },
+	{ "a@b.c>", false },
+	{ "<>", false },
+	{ "foo", false },
+	{ "@x.com", false },
+	{ "a@", false },
+	{ "a@@b.com", false },
+	{ "a b@c.com", false },
+	{ ".a@b.com", false },
+	{ "a.@b.com", false },
+	{ "a..b@c.com", false },
+	{ "a@-b.com", false },
+	{ "a@b-.com", false },
+	{ "a@b..com", false },
+	{ "a@b.com.", false },
+	{ "a@b_c.com", false },
+	{ "a[b]@c.com", false },
+	{ "Na[me] <a@b.com>", false },
+	{ "\"Bad <a@b.com>", false },
+	{ "a@b.com\r\nBcc: x@y.com", false },
+	{ "\xc3\x28@example.com", false },                     /* bad UTF-8 */
+	{ "a@b.c\xed\xa0\x80", false },                        /* surrogate */
+	/* lengths: local 64, addr-spec 254, name 256 */
+	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x.com", true },
+	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x.com", false },
+	{ "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa b\"@x.com", true },   /* 64 with quotes */
+	{ "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa b\"@x.com", false },
+};
+
+static void agree_check(const char *key, const char *addr, bool want)
+{
+	char out[SCHEMA_VALUE_MAX];
+	struct dm_err e1, e2;
+	struct address a;
+
+	dm_err_clear(&e1);
+	dm_err_clear(&e2);
+	bool reg_ok = schema_validate(schema_find(key), addr, out, sizeof(out),
+	                              &e1) == DM_OK;
+	bool mail_ok = address_parse(addr, &a, &e2) == DM_OK;
+	if (reg_ok != want || mail_ok != want)
+		fail_msg("%s '%s': REG %s (%s), address_parse %s (%s), want %s", key,
+		         addr, reg_ok ? "accepts" : "refuses", e1.msg,
+		         mail_ok ? "accepts" : "refuses", e2.msg,
+		         want ? "accept" : "refuse");
+}
+
+/* Email/ToAddress against address_list_parse(): the same verdict. */
+static void agree_list_check(const char *text)
+{
+	char out[SCHEMA_VALUE_MAX];
+	struct dm_err e1, e2;
+	struct address *list = NULL;
+	size_t n = 0;
+
+	dm_err_clear(&e1);
+	dm_err_clear(&e2);
+	bool reg_ok = schema_validate(schema_find("Email/ToAddress"), text, out,
+	                              sizeof(out), &e1) == DM_OK;
+	bool mail_ok = address_list_parse(text, &list, &n, &e2) == DM_OK && n > 0;
+	address_list_free(list);
+	if (reg_ok != mail_ok)
+		fail_msg("Email/ToAddress '%s': REG %s (%s), address_list_parse %s (%s)",
+		         text, reg_ok ? "accepts" : "refuses", e1.msg,
+		         mail_ok ? "accepts" : "refuses", e2.msg);
+}
+
+static void test_addresses_agree_with_mail(void **state)
+{
+	char name[400], addr[600], spec[300];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(agree_rows) / sizeof(agree_rows[0]); i++) {
+		agree_check("Email/FromAddress", agree_rows[i].addr, agree_rows[i].ok);
+		agree_list_check(agree_rows[i].addr);
+	}
+	/* generated lengths: addr-spec 254/255 octets, display name 256/257 */
+	memset(spec, 'a', 60);
+	snprintf(spec + 60, sizeof(spec) - 60, "@");
+	for (size_t n = strlen(spec); n + 64 < 254; n = strlen(spec))
+		strcat(spec, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.");
+	size_t n = strlen(spec);
+	memset(spec + n, 'c', 254 - n);
+	spec[254] = '\0';
+	agree_check("Email/FromAddress", spec, true);
+	spec[253] = 'c';
+	strcpy(spec + 254, "c");
+	agree_check("Email/FromAddress", spec, false);
+	memset(name, 'N', 256);
+	name[256] = '\0';
+	snprintf(addr, sizeof(addr), "%s <a@b.com>", name);
+	agree_check("Email/FromAddress", addr, true);
+	snprintf(addr, sizeof(addr), "\"%sN\" <a@b.com>", name);
+	agree_check("Email/FromAddress", addr, false);
+
+	/* the same words for the same refusal */
+	char out[SCHEMA_VALUE_MAX];
+	struct dm_err e1, e2;
+	struct address a;
+	static const char rule[] = "comments '(...)' are not supported; put a "
+	                           "name in double quotes before <address>";
+	dm_err_clear(&e1);
+	dm_err_clear(&e2);
+	assert_int_equal(schema_validate(schema_find("Email/FromAddress"),
+	                 "Name (x) <a@b.c>", out, sizeof(out), &e1), DM_EINVAL);
+	assert_int_equal(address_parse("Name (x) <a@b.c>", &a, &e2), DM_EINVAL);
+	assert_non_null(strstr(e1.msg, rule));
+	assert_non_null(strstr(e2.msg, rule));
+	/* lists split where address_list_parse() splits them */
+	assert_int_equal(schema_validate(schema_find("Email/ToAddress"),
+	                 "a@b.com; \"x, y\" <c@d.org>;e@f.org", out, sizeof(out),
+	                 NULL), DM_OK);
+	assert_string_equal(out, "a@b.com, \"x, y\" <c@d.org>, e@f.org");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -375,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_find_and_names),
 		cmocka_unit_test(test_defaults_and_types),
 		cmocka_unit_test(test_auth_mechanisms_match_sasl),
+		cmocka_unit_test(test_addresses_agree_with_mail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
