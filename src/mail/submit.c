@@ -839,6 +839,11 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 	}
 	s.transcript = h ? h->transcript : NULL;
 	s.transcript_ctx = h ? h->transcript_ctx : NULL;
+	/* A one-round-trip AUTH (PLAIN, XOAUTH2) rides with the first MAIL
+	 * when the server pipelines (RFC 4954 section 4): one flight less.  A
+	 * refusal then arrives as DM_EAUTH in the send results and is still a
+	 * session failure below. */
+	s.pipeline_auth = true;
 	dm_err_clear(&e);
 	st = smtp_client_open(&s, &c, &e);
 	if (st) {
@@ -919,7 +924,10 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 			out[i].status = DM_OK;
 			submit_copy(out[i].detail, sizeof(out[i].detail), line);
 		} else {
-			out[i].status = submit_outbox_status(r->status, r->code, false);
+			/* DM_EAUTH here is a pipelined AUTH refused: a session
+			 * failure like one at open, not a verdict on the message. */
+			out[i].status = submit_outbox_status(r->status, r->code,
+			                                     r->status == DM_EAUTH);
 			dm_err_clear(&out[i].err);
 			dm_err_set(&out[i].err, r->status, "%s",
 			           r->diag[0] ? r->diag : dm_status_str(r->status));

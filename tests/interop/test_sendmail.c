@@ -78,7 +78,16 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+static struct peer *start_kind(enum peer_kind kind, const char *tls,
+                               const char *const *extra);
+
 static struct peer *start_peer(const char *tls, const char *const *extra)
+{
+	return start_kind(PEER_AIOSMTPD, tls, extra);
+}
+
+static struct peer *start_kind(enum peer_kind kind, const char *tls,
+                               const char *const *extra)
 {
 	assert_true(npool < POOL_MAX);
 	struct peer *p = &pool[npool];
@@ -101,9 +110,10 @@ static struct peer *start_peer(const char *tls, const char *const *extra)
 	snprintf(cap, sizeof cap, "%s/capture-%u", base, ++seq);
 	struct dm_err err;
 	dm_err_clear(&err);
-	enum dm_status st = peer_start(p, PEER_AIOSMTPD, args, cap, &err);
+	enum dm_status st = peer_start(p, kind, args, cap, &err);
 	if (st != DM_OK)
-		fail_msg("starting aiosmtpd: %s: %s", dm_status_str(st), err.msg);
+		fail_msg("starting %s: %s: %s", kind == PEER_AIOSMTPD ? "aiosmtpd" :
+		         "smtp-server", dm_status_str(st), err.msg);
 	npool++;
 	return p;
 }
@@ -436,6 +446,45 @@ static void test_wrong_password(void **state)
 	free(r);
 }
 
+/* Wrong password against a pipelining server (npm smtp-server): AUTH PLAIN
+ * rides with MAIL/RCPT/DATA (RFC 4954 section 4); its 535 still means 77
+ * and the message stays queued, and no body went out. */
+static void test_wrong_password_pipelined(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, "--auth-methods", "PLAIN",
+	                        NULL };
+	struct peer *p = start_kind(PEER_SMTP_SERVER, "starttls", extra);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, "not-the-password");
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-m", "x", "-v", NULL);
+	assert_int_equal(r->rc, 77);
+	/* The AUTH and the MAIL left in one flight: the transcript shows
+	 * MAIL before the 535 reply. */
+	const char *auth = strstr(r->err, "AUTH PLAIN");
+	const char *mail = strstr(r->err, "MAIL FROM:");
+	const char *refused = strstr(r->err, "535");
+	assert_non_null(auth);
+	assert_non_null(mail);
+	assert_non_null(refused);
+	assert_true(auth < mail && mail < refused);
+	assert_contains(r->err, "Queued ");
+	assert_lacks(r->err, "not-the-password");
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 1);
+	assert_int_equal(spool_count(root, OUTBOX_FAILED), 0);
+	assert_int_equal(peer_capture_count(p), 0);
+
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	sendmail(r, root, "-m", "second", NULL);
+	assert_int_equal(r->rc, 0);
+	assert_contains(r->out, "AUTH PLAIN");
+	assert_int_equal(peer_capture_count(p), 1);
+	free(r);
+}
+
 /* No MailHost: 78 naming the key; nothing queued. */
 static void test_no_mailhost(void **state)
 {
@@ -752,6 +801,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_server_down, test_teardown),
 		cmocka_unit_test_teardown(test_rcpt_refused, test_teardown),
 		cmocka_unit_test_teardown(test_wrong_password, test_teardown),
+		cmocka_unit_test_teardown(test_wrong_password_pipelined, test_teardown),
 		cmocka_unit_test_teardown(test_no_mailhost, test_teardown),
 		cmocka_unit_test_teardown(test_bad_input, test_teardown),
 		cmocka_unit_test_teardown(test_stdin_body, test_teardown),
