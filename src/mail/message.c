@@ -819,7 +819,11 @@ static enum dm_status message_build_inner(struct message *m,
 		bool ascii = codec_is_ascii(name, strlen(name));
 		message_fallback_name(name, fallback);
 
-		message_sb_str(&sb, text_part || i > 0 ? "--" : "\r\n--");
+		/* The CRLF before a delimiter belongs to the delimiter (RFC 2046
+		 * section 5.1.1): after the text part, which ends in CRLF, a second
+		 * one keeps the text's last line break; a base64 part's final
+		 * CRLF serves as the delimiter's. */
+		message_sb_str(&sb, i > 0 ? "--" : "\r\n--");
 		message_sb_str(&sb, boundary);
 		message_sb_str(&sb, "\r\nContent-Type: ");
 		message_sb_str(&sb, ct);

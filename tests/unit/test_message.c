@@ -374,7 +374,9 @@ static void test_attachment_roundtrip(void **state)
 	assert_string_equal(first + firstlen - strlen(close_delim), close_delim);
 	assert_non_null(strstr(first, "Content-Type: text/plain; charset=UTF-8\r\n"
 	                              "Content-Transfer-Encoding: 7bit\r\n\r\n"
-	                              "See attached.\r\n--"));
+	                              "See attached.\r\n\r\n--"));
+	/* The text's own line break survives: the CRLF right before the
+	 * delimiter belongs to the delimiter (RFC 2046 section 5.1.1). */
 
 	/* 1: random bytes, name from the path, type from the extension */
 	assert_non_null(strstr(first, "Content-Type: application/octet-stream;\r\n"
