@@ -44,7 +44,21 @@ static void console_on_sigint(int sig)
 struct console {
 	struct shell *sh;
 	char prompt[300];
+	bool abandoned;       /* Ctrl-C pressed on the line being edited */
 };
+
+/* Ctrl-C while editing: a key, not a signal.  The edit mode has ISIG off
+ * (EL_SETTY below), so the key reaches libedit, which ends the line; the
+ * loop then drops it.  No signal races with the read. */
+static unsigned char console_abandon(EditLine *el, int ch)
+{
+	struct console *c = NULL;
+	(void)ch;
+	el_get(el, EL_CLIENTDATA, &c);
+	if (c)
+		c->abandoned = true;
+	return CC_NEWLINE;
+}
 
 static char *console_prompt_fn(EditLine *el)
 {
@@ -101,6 +115,12 @@ static int console_tty(struct shell *sh)
 	el_set(el, EL_HIST, history, hist);
 	el_set(el, EL_CLIENTDATA, &c);
 	el_set(el, EL_PROMPT, console_prompt_fn);
+	/* The wide form stores the static names as given; the narrow
+	 * el_set(EL_ADDFN) copies them and never frees the copies. */
+	el_wset(el, EL_ADDFN, L"dm-abandon", L"drop the line being typed",
+	        console_abandon);
+	el_set(el, EL_BIND, "^C", "dm-abandon", NULL);
+	el_set(el, EL_SETTY, "-d", "-isig", NULL);
 
 	/* No SA_RESTART: the read inside el_gets() returns EINTR. */
 	struct sigaction sa, old_sa;
@@ -115,8 +135,9 @@ static int console_tty(struct shell *sh)
 		int count = 0;
 		shell_prompt(sh, c.prompt, sizeof(c.prompt));
 		console_interrupted = 0;
+		c.abandoned = false;
 		const char *line = el_gets(el, &count);
-		if (console_interrupted) {
+		if (c.abandoned || console_interrupted) {
 			/* Drop what was typed; a fresh prompt follows. */
 			el_reset(el);
 			fputc('\n', shell_out(sh));
