@@ -192,9 +192,15 @@ enum ipc_read { IPC_READ_OK, IPC_READ_EOF, IPC_READ_INTR, IPC_READ_LONG };
  * from the descriptor (no stdio copy of a password lingers); otherwise
  * through stdin, which a piped console shares.  A longer line is consumed
  * and refused (IPC_READ_LONG, buf wiped). */
+/* Set while reading a secret in the one-shot form: standard input is ours
+ * alone, so it is read with read(2) a byte at a time and no copy of the
+ * secret stays in stdio's buffer (a piped console shares stdin's buffer
+ * with the console loop and must go through stdio). */
+static bool ipc_raw_stdin;
+
 static enum ipc_read ipc_read_line(char *buf, size_t cap)
 {
-	bool tty = isatty(STDIN_FILENO);
+	bool tty = isatty(STDIN_FILENO) || ipc_raw_stdin;
 	size_t n = 0;
 	bool too_long = false, any = false;
 
@@ -285,8 +291,11 @@ static int ipc_secret_stdin(struct shell *sh, const char *opt,
 	ipc_signals_catch(&sigs);
 	if (isatty(STDIN_FILENO))
 		r = ipc_read_secret(shell_errout(sh), prompt, buf, cap);
-	else
+	else {
+		ipc_raw_stdin = shell_stdin_free(sh);
 		r = ipc_read_line(buf, cap);
+		ipc_raw_stdin = false;
+	}
 	ipc_signals_restore(&sigs);
 	switch (r) {
 	case IPC_READ_OK:
@@ -630,23 +639,6 @@ static int ipc_setup(struct shell *sh, struct registry *reg)
 
 /* ---- the command --------------------------------------------------------- */
 
-/* A password is never taken from argv (it would show in ps, the shell
- * history and the console history): any --password form is refused before
- * the option parser could echo it back. */
-static bool ipc_password_word(const char *w)
-{
-	const char *p = w;
-
-	if (*p != '-')
-		return false;
-	while (*p == '-')
-		p++;
-	if (strcasecmp(p, "password-stdin") == 0 ||
-	    strcasecmp(p, "oauth-token-stdin") == 0)
-		return false;
-	return strncasecmp(p, "pass", 4) == 0 || strncasecmp(p, "pw", 2) == 0 ||
-	       strncasecmp(p, "oauth", 5) == 0 || strncasecmp(p, "token", 5) == 0;
-}
 
 static int ipc_run(struct shell *sh, int argc, char **argv)
 {
@@ -660,7 +652,7 @@ static int ipc_run(struct shell *sh, int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--") == 0)
 			break;
-		if (ipc_password_word(argv[i]))
+		if (shell_word_is_secret(argv[i]))
 			return shell_error(sh, EX_USAGE, "a password or token is "
 			    "never taken on the command line; use --password-stdin "
 			    "or --oauth-token-stdin (each reads one line from "

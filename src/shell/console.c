@@ -150,7 +150,9 @@ static int console_tty(struct shell *sh)
 		const char *p = line;
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (*p && *p != '\n') {
+		/* A line that carries a secret in clear is refused by its
+		 * command and never written to the history file. */
+		if (*p && *p != '\n' && !shell_line_has_secret(line)) {
 			history(hist, &ev, H_ENTER, line);
 			if (have_file)
 				history(hist, &ev, H_SAVE, path);

@@ -8,6 +8,8 @@
 #include <sysexits.h>
 
 #include "core/log.h"
+#include "core/schema.h"
+#include "core/vault.h"
 #include "core/paths.h"
 
 struct shell {
@@ -247,6 +249,7 @@ int shell_run_line(struct shell *sh, const char *line)
 	}
 	rc = shell_dispatch(sh, cmd, tl);
 out:
+	vault_wipe(tl, sizeof(*tl));
 	free(tl);
 	return rc;
 }
@@ -273,8 +276,49 @@ int shell_run_argv(struct shell *sh, int argc, char *const *argv)
 		rc = shell_error(sh, EX_USAGE, "%s", e.msg);
 	else
 		rc = shell_dispatch(sh, cmd, tl);
+	vault_wipe(tl, sizeof(*tl));
 	free(tl);
 	return rc;
+}
+
+/* A word that asks to pass a secret in clear: --password, -pw..., --token,
+ * --oauth-token (any number of dashes, any case); the *-stdin forms that
+ * read the secret from standard input are fine. */
+bool shell_word_is_secret(const char *w)
+{
+	const char *p = w;
+
+	if (*p != '-')
+		return false;
+	while (*p == '-')
+		p++;
+	size_t len = strcspn(p, "=");
+	if (len > 6 && strncasecmp(p + len - 6, "-stdin", 6) == 0)
+		return false;
+	return strncasecmp(p, "pass", 4) == 0 || strncasecmp(p, "pw", 2) == 0 ||
+	       strncasecmp(p, "oauth", 5) == 0 || strncasecmp(p, "token", 5) == 0;
+}
+
+bool shell_line_has_secret(const char *line)
+{
+	struct tokenizer_line *tl = malloc(sizeof(*tl));
+	bool secret = false;
+
+	if (!tl)
+		return true;     /* cannot tell: keep it out of the history */
+	if (tokenizer_split(line, TOKENIZER_ASSIGN, tl, NULL) != DM_OK) {
+		/* Unsplittable lines are refused anyway; a cheap textual check. */
+		secret = strcasestr(line, "pass") || strcasestr(line, "token");
+	} else {
+		for (int i = 0; i < tl->argc && !secret; i++) {
+			const struct schema_key *k = schema_find(tl->argv[i]);
+			secret = shell_word_is_secret(tl->argv[i]) ||
+			         (k && k->type == SCHEMA_SEALED);
+		}
+	}
+	vault_wipe(tl, sizeof(*tl));
+	free(tl);
+	return secret;
 }
 
 /* ---- options ------------------------------------------------------------- */

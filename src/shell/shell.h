@@ -122,6 +122,14 @@ const char *shell_prompt(struct shell *sh, char *buf, size_t cap);
  * without a prompt (scripts pipe commands in) and the status of the last
  * command is returned (0 after EXIT/QUIT). */
 int shell_console(struct shell *sh);
+/* True when a console line may carry a secret in clear: it names a sealed
+ * registry key (REG Email/Password = ...) or has a word like --password,
+ * --pw..., --oauth-token, --token (but not the *-stdin forms).  Such lines
+ * are refused by the commands and must not be kept in the history file. */
+bool shell_line_has_secret(const char *line);
+/* The word test used by shell_line_has_secret() (commands refuse such words). */
+bool shell_word_is_secret(const char *word);
+
 /* Marks stdin as owned by the console loop (shell_console() calls it). */
 void shell_set_console(struct shell *sh);
 

@@ -262,12 +262,15 @@ def test_interactive(root):
                 "interactive REG get")
         command(p, "REG Email/Port = 99999", "REG: Email/Port: '99999'",
                 "interactive bad value refused")
-        command(p, "REG Email/Password = pw", "REG: Email/Password is sealed",
+        command(p, "REG Email/Password = hunter2zz", "REG: Email/Password is sealed",
                 "interactive sealed key refused")
+        command(p, "IPCONFIG --password hunter2zz", "never taken on the command line",
+                "interactive IPCONFIG --password refused")
         command(p, "REG Email/Port=2525", "Email/Port = 2525\n", "interactive REG set 2")
-        # Up arrow four times: back past the set, the sealed key, the bad
-        # value to "REG Email/Port"; running it shows the new value.
-        p.key("\x1b[A" * 4 + "\r")
+        # Up arrow three times: back past the set and the bad value to
+        # "REG Email/Port" (the two lines with a password in clear are not
+        # in the history); running it shows the new value.
+        p.key("\x1b[A" * 3 + "\r")
         start = p.pos
         ok = p.expect("Email/Port = 2525   [set; default 25]") and p.expect(PROMPT)
         check("up arrow recalls history (libedit)", ok, repr(p.buf[start:][-400:]))
@@ -301,6 +304,8 @@ def test_interactive(root):
           ok and stat.S_IMODE(os.stat(hist).st_mode) == 0o600, hist)
     text = open(hist, encoding="utf-8", errors="replace").read() if ok else ""
     check("history file holds the commands", "Email/Port=2525" in text, text[-300:])
+    check("no password typed in clear reaches the history file",
+          "hunter2zz" not in text and "Email/Password" not in text, text[-300:])
 
     # History survives a restart: a new session recalls the last command.
     p = Pty([DEVMAIL, "--root", root])
