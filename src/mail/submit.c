@@ -763,18 +763,30 @@ static enum dm_status submit_count_read(void *ctx, char *buf, size_t cap,
 	return st;
 }
 
+/* Makes room for `want` reports; false (and v->oom) when out of memory.
+ * Pointers into v->v stay valid only while no reserve grows it. */
+static bool submit_vec_reserve(struct submit_vec *v, size_t want)
+{
+	if (want <= v->cap)
+		return true;
+	size_t ncap = v->cap ? v->cap : 8;
+	while (ncap < want)
+		ncap *= 2;
+	struct submit_report *nv = realloc(v->v, ncap * sizeof(*nv));
+	if (!nv) {
+		v->oom = true;
+		return false;
+	}
+	v->v = nv;
+	v->cap = ncap;
+	return true;
+}
+
+/* Appends a zeroed report; the caller reserved room (never reallocates). */
 static struct submit_report *submit_vec_add(struct submit_vec *v)
 {
-	if (v->n == v->cap) {
-		size_t ncap = v->cap ? v->cap * 2 : 8;
-		struct submit_report *nv = realloc(v->v, ncap * sizeof(*nv));
-		if (!nv) {
-			v->oom = true;
-			return NULL;
-		}
-		v->v = nv;
-		v->cap = ncap;
-	}
+	if (v->n >= v->cap)
+		return NULL;
 	struct submit_report *r = &v->v[v->n++];
 	memset(r, 0, sizeof(*r));
 	return r;
@@ -832,10 +844,16 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 		}
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		rep[i] = submit_vec_add(&run->reports);
-		if (rep[i])
-			snprintf(rep[i]->id, sizeof(rep[i]->id), "%s", items[i].id);
+	/* Room for the whole batch first: submit_vec_add() must not
+	 * reallocate the array while rep[] points into it (more than 8
+	 * messages in a run did, and the pointers dangled). */
+	if (submit_vec_reserve(&run->reports, run->reports.n + n)) {
+		for (size_t i = 0; i < n; i++) {
+			rep[i] = submit_vec_add(&run->reports);
+			if (rep[i])
+				snprintf(rep[i]->id, sizeof(rep[i]->id), "%s",
+				         items[i].id);
+		}
 	}
 	s.transcript = h ? h->transcript : NULL;
 	s.transcript_ctx = h ? h->transcript_ctx : NULL;

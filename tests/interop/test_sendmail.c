@@ -724,6 +724,103 @@ static void test_raw_batch(void **state)
 	peer_message_free(&m);
 }
 
+/* More messages in one run than the report array's first capacity (8):
+ * every report must name its own message, down and up. */
+#define MANY 20
+struct many {
+	char id[MANY][OUTBOX_ID_MAX];
+	unsigned seen[MANY];
+	unsigned reports;
+	enum submit_outcome want;
+};
+
+static void many_report(void *ctx, const struct submit_report *r)
+{
+	struct many *m = ctx;
+	m->reports++;
+	for (size_t i = 0; i < MANY; i++) {
+		if (strcmp(r->id, m->id[i]) != 0)
+			continue;
+		m->seen[i]++;
+		if (r->outcome != m->want)
+			fail_msg("%s: outcome %d, want %d: %s", r->id, (int)r->outcome,
+			         (int)m->want, r->line);
+		char want[128];
+		if (m->want == SUBMIT_SENT) {
+			snprintf(want, sizeof want, "Sent to r%02zu@example.net via ", i);
+			assert_int_equal(r->exit_code, 0);
+		} else {
+			snprintf(want, sizeof want, "Queued %s for retry: ", r->id);
+			assert_int_equal(r->exit_code, 75);
+		}
+		if (strncmp(r->line, want, strlen(want)) != 0)
+			fail_msg("report of %s: expected \"%s...\", got \"%s\"", r->id,
+			         want, r->line);
+		return;
+	}
+	fail_msg("report for an unknown id '%s': %s", r->id, r->line);
+}
+
+static void test_batch_many(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	unsigned port = p->port;
+	peer_stop(p);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, port, ACCT_STARTTLS, PASS);
+	struct registry *reg = NULL;
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(registry_open(root, &reg, &err), DM_OK);
+	struct many *m = calloc(1, sizeof *m);
+	assert_non_null(m);
+	for (size_t i = 0; i < MANY; i++) {
+		char to[64];
+		snprintf(to, sizeof to, "r%02zu@example.net", i);
+		const char *rc[] = { to };
+		struct strsrc s = { "Subject: many\n\nx\n", 17, 0 };
+		struct submit_raw raw = { .src = { strsrc_read, &s }, .rcpt = rc,
+		                          .nrcpt = 1 };
+		assert_int_equal(submit_enqueue_raw(root, reg, &raw, 0, m->id[i], &err),
+		                 DM_OK);
+	}
+	struct submit_hooks hooks = { .report = many_report, .report_ctx = m };
+	struct outbox_stats st;
+
+	/* server down: one session failure, twenty deferred reports */
+	m->want = SUBMIT_DEFERRED;
+	assert_int_equal(submit_deliver_due(root, reg, &hooks, &st, &err), DM_OK);
+	assert_int_equal(st.deferred, MANY);
+	assert_int_equal(m->reports, MANY);
+	for (size_t i = 0; i < MANY; i++)
+		assert_int_equal(m->seen[i], 1);
+
+	/* server up (new port): all due again, twenty sent over one session */
+	p = start_peer("starttls-required", extra);
+	registry_close(reg);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	assert_int_equal(registry_open(root, &reg, &err), DM_OK);
+	struct outbox *ob = NULL;
+	assert_int_equal(outbox_open(root, NULL, &ob, &err), DM_OK);
+	assert_int_equal(outbox_retry_now(ob, NULL, NULL, &err), DM_OK);
+	outbox_close(ob);
+	memset(m->seen, 0, sizeof m->seen);
+	m->reports = 0;
+	m->want = SUBMIT_SENT;
+	assert_int_equal(submit_deliver_due(root, reg, &hooks, &st, &err), DM_OK);
+	registry_close(reg);
+	assert_int_equal(st.sent, MANY);
+	assert_int_equal(m->reports, MANY);
+	for (size_t i = 0; i < MANY; i++)
+		assert_int_equal(m->seen[i], 1);
+	assert_int_equal(peer_capture_count(p), MANY);
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 0);
+	free(m);
+}
+
 /* The client side of the transcript, one line each. */
 struct mailfrom_lines {
 	char line[4][512];
@@ -807,6 +904,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_stdin_body, test_teardown),
 		cmocka_unit_test_teardown(test_progress_tty, test_teardown),
 		cmocka_unit_test_teardown(test_raw_batch, test_teardown),
+		cmocka_unit_test_teardown(test_batch_many, test_teardown),
 		cmocka_unit_test_teardown(test_raw_8bit_body, test_teardown),
 	};
 	return cmocka_run_group_tests_name("sendmail", tests, group_setup,
