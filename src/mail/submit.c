@@ -155,15 +155,31 @@ out:
 
 /* ---- enqueue a raw message -------------------------------------------------- */
 
-/* Line-end normaliser: bare LF and bare CR become CRLF. */
+/* Line-end normaliser.  In the header block (up to the first empty line)
+ * LF and CRLF end a line and a CR not followed by LF is refused: turned
+ * into a line break it would start a new header field the user never
+ * wrote ("Subject: hi\rBcc: x" would add a Bcc recipient).  In the body
+ * bare LF and bare CR become CRLF. */
 struct submit_crlf {
 	bool prev_cr;
+	bool in_body;      /* the empty line after the header was seen */
+	bool mid_line;     /* the current line has a character */
 	char last[2];      /* the last two bytes emitted */
 	uint64_t total;    /* bytes emitted */
 };
 
-/* Converts in[0..n) into out (room for 2n bytes); returns bytes written, or
- * (size_t)-1 on a NUL byte. */
+#define SUBMIT_CRLF_NUL ((size_t)-1)     /* a NUL byte */
+#define SUBMIT_CRLF_BARE_CR ((size_t)-2) /* a bare CR in the header block */
+
+static void submit_crlf_eol(struct submit_crlf *c)
+{
+	if (!c->mid_line)
+		c->in_body = true;    /* an empty line: the header ends */
+	c->mid_line = false;
+}
+
+/* Converts in[0..n) into out (room for 2n bytes); returns bytes written,
+ * SUBMIT_CRLF_NUL or SUBMIT_CRLF_BARE_CR. */
 static size_t submit_crlf_run(struct submit_crlf *c, const char *in, size_t n,
                               char *out)
 {
@@ -171,11 +187,14 @@ static size_t submit_crlf_run(struct submit_crlf *c, const char *in, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		char ch = in[i];
 		if (ch == '\0')
-			return (size_t)-1;
+			return SUBMIT_CRLF_NUL;
 		if (c->prev_cr) {
 			c->prev_cr = false;
+			if (ch != '\n' && !c->in_body)
+				return SUBMIT_CRLF_BARE_CR;
 			out[o++] = '\r';
 			out[o++] = '\n';
+			submit_crlf_eol(c);
 			if (ch == '\n')
 				continue;
 		}
@@ -184,8 +203,10 @@ static size_t submit_crlf_run(struct submit_crlf *c, const char *in, size_t n,
 		} else if (ch == '\n') {
 			out[o++] = '\r';
 			out[o++] = '\n';
+			submit_crlf_eol(c);
 		} else {
 			out[o++] = ch;
+			c->mid_line = true;
 		}
 	}
 	if (o >= 2) {
@@ -199,9 +220,13 @@ static size_t submit_crlf_run(struct submit_crlf *c, const char *in, size_t n,
 	return o;
 }
 
-/* Flushes a pending CR and makes the message end in CRLF. */
+/* Flushes a pending CR and makes the message end in CRLF.  Returns the
+ * bytes written (0 or 2), or SUBMIT_CRLF_BARE_CR for a CR ending the
+ * header block. */
 static size_t submit_crlf_end(struct submit_crlf *c, char out[2])
 {
+	if (c->prev_cr && !c->in_body)
+		return SUBMIT_CRLF_BARE_CR;
 	if (c->prev_cr || c->total == 0 || c->last[0] != '\r' || c->last[1] != '\n') {
 		c->prev_cr = false;
 		out[0] = '\r';
@@ -212,6 +237,17 @@ static size_t submit_crlf_end(struct submit_crlf *c, char out[2])
 		return 2;
 	}
 	return 0;
+}
+
+/* The error for a SUBMIT_CRLF_* result. */
+static enum dm_status submit_crlf_error(size_t o, struct dm_err *err)
+{
+	if (o == SUBMIT_CRLF_BARE_CR)
+		return dm_err_set(err, DM_EINVAL,
+		    "the message header contains a CR not followed by LF (it "
+		    "would start a header field of its own); end header lines "
+		    "with LF or CRLF");
+	return dm_err_set(err, DM_EINVAL, "the message contains a NUL byte");
 }
 
 #define SUBMIT_CHUNK 65536
@@ -315,10 +351,9 @@ static enum dm_status submit_raw_read_head(struct submit_rawctx *r,
 			o = submit_crlf_end(&r->crlf, r->head + r->head_len);
 		} else {
 			o = submit_crlf_run(&r->crlf, r->buf, got, r->head + r->head_len);
-			if (o == (size_t)-1)
-				return dm_err_set(err, DM_EINVAL,
-				    "the message contains a NUL byte");
 		}
+		if (o == SUBMIT_CRLF_NUL || o == SUBMIT_CRLF_BARE_CR)
+			return submit_crlf_error(o, err);
 		r->head_len += o;
 	}
 }
@@ -490,10 +525,9 @@ static enum dm_status submit_raw_writer(void *ctx, int fd, struct dm_err *err)
 			o = submit_crlf_end(&r->crlf, outb);
 		} else {
 			o = submit_crlf_run(&r->crlf, r->buf, got, outb);
-			if (o == (size_t)-1)
-				return dm_err_set(err, DM_EINVAL,
-				    "the message contains a NUL byte");
 		}
+		if (o == SUBMIT_CRLF_NUL || o == SUBMIT_CRLF_BARE_CR)
+			return submit_crlf_error(o, err);
 		total += o;
 		if (total > r->max_size)
 			return dm_err_set(err, DM_EINVAL,

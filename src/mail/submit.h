@@ -101,9 +101,11 @@ struct submit_raw {
  * into memory, then spools: a Date and a Message-ID field first when the
  * message has none (and From: Email/FromAddress when it has no From),
  * then the header as given (minus Bcc with rcpt_from_headers), then the
- * body streamed from the source.  Bare LF and bare CR become CRLF.
- * Errors: DM_EINVAL (no recipient, bad address, NUL byte, header too
- * long, message over max_size), DM_ECONFIG (no sender anywhere), the
+ * body streamed from the source.  LF becomes CRLF; a bare CR becomes
+ * CRLF in the body but is refused in the header block (up to the first
+ * empty line), where it would start a header field of its own.
+ * Errors: DM_EINVAL (no recipient, bad address, NUL byte, bare CR in the
+ * header, header too long, message over max_size), DM_ECONFIG (no sender anywhere), the
  * source's own errors, DM_EIO, DM_ENOMEM; nothing is queued on error. */
 enum dm_status submit_enqueue_raw(const char *root, struct registry *reg,
                                   const struct submit_raw *raw, unsigned flags,

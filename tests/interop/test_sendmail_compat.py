@@ -338,6 +338,10 @@ def main():
             ("-t and no To/Cc/Bcc", ["-t"], b"Subject: x\n\nx\n", 65),
             ("NUL byte in the message", ["a@x.test"], b"Subject: x\n\nx\0y\n",
              65),
+            ("bare CR in the header (would add a Bcc)", ["-t", "-odq"],
+             b"To: a@example.com\nSubject: hi\rBcc: evil@example.net\n"
+             b"\nbody\n", 65),
+            ("bare CR ending the header", ["a@x.test"], b"Subject: hi\r", 65),
             ("unknown option", ["-Z", "a@x.test"], b"x\n", 64),
             ("unsupported mode -bs", ["-bs"], b"", 64),
             ("-f without a value", ["-f"], b"", 64),
@@ -351,6 +355,22 @@ def main():
                   (r.returncode, err, spool_listing(root)))
         new, seen = new_captures(srv, seen)
         check("nothing was sent by refused calls", new == [], new)
+        r = sm(root, "-t", "-odq", stdin=b"To: a@example.com\nSubject: hi\r"
+               b"Bcc: evil@example.net\n\nbody\n")
+        check("bare CR in the header: the message says why",
+              r.returncode == 65 and b"CR not followed by LF" in r.stderr,
+              (r.returncode, r.stderr))
+
+        # 9b. A bare CR in the body is delivered as a line break.
+        r = sm(root, "-t", stdin=b"To: a@x.test\nSubject: cr\n\n"
+               b"line1\rline2\r\nline3\r")
+        new, seen = new_captures(srv, seen)
+        check("bare CR in the body: delivered, normalised to CRLF",
+              r.returncode == 0 and len(new) == 1
+              and new[0]["msg"]["Subject"] == "cr"
+              and new[0]["data"].endswith(
+                  b"\r\n\r\nline1\r\nline2\r\nline3\r\n"),
+              (r.returncode, r.stderr, new))
 
         # 10. No account configured: 78, names the key, nothing queued.
         empty = os.path.join(top, "empty")
