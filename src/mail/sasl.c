@@ -111,6 +111,48 @@ void sasl_client_free(struct sasl_client *s)
 	free(s);
 }
 
+/* One GNU SASL step with the base64 coding done here, not by
+ * gsasl_step64(): that one frees the raw output (for PLAIN "\0user\0pass",
+ * for LOGIN the bare password) without wiping it.  Here the decoded input
+ * and the raw output are wiped before they are freed.  `b64in` NULL or ""
+ * is an empty input.  Returns the GNU SASL code; *b64out (malloc'ed, may be
+ * "") is set on GSASL_OK / GSASL_NEEDS_MORE only.  GSASL_BASE64_ERROR for
+ * a challenge that is not base64, GSASL_MALLOC_ERROR when out of memory. */
+static int sasl_step_b64(Gsasl_session *sctx, const char *b64in, char **b64out)
+{
+	*b64out = NULL;
+	size_t inlen = b64in ? strlen(b64in) : 0;
+	size_t cap = inlen / 4 * 3 + 3;
+	unsigned char *in = malloc(cap);
+	if (!in)
+		return GSASL_MALLOC_ERROR;
+	size_t n = 0;
+	struct dm_err e;
+	dm_err_clear(&e);
+	if (inlen > 0 && base64_decode(b64in, inlen, in, cap, &n, &e) != DM_OK) {
+		free(in);
+		return GSASL_BASE64_ERROR;
+	}
+	char *raw = NULL;
+	size_t rawlen = 0;
+	int rc = gsasl_step(sctx, (const char *)in, n, &raw, &rawlen);
+	explicit_bzero(in, cap);
+	free(in);
+	if (rc == GSASL_OK || rc == GSASL_NEEDS_MORE) {
+		char *o = malloc(base64_encoded_len(rawlen) + 1);
+		if (o)
+			base64_encode(raw ? raw : "", rawlen, o);
+		else
+			rc = GSASL_MALLOC_ERROR;
+		*b64out = o;
+	}
+	if (raw) {
+		explicit_bzero(raw, rawlen);
+		gsasl_free(raw);
+	}
+	return rc;
+}
+
 static enum dm_status sasl_xoauth2_initial(const struct sasl_creds *cr,
                                            char **initial, struct dm_err *err)
 {
@@ -214,7 +256,11 @@ enum dm_status sasl_client_start(const char *mech, const struct sasl_creds *cr,
 	 * LOGIN and CRAM-MD5 wait for the server's challenge. */
 	if (strcasecmp(mech, "PLAIN") == 0 || strncasecmp(mech, "SCRAM-", 6) == 0) {
 		char *o = NULL;
-		rc = gsasl_step64(s->sctx, "", &o);
+		rc = sasl_step_b64(s->sctx, "", &o);
+		if (rc == GSASL_MALLOC_ERROR) {
+			sasl_client_free(s);
+			return dm_err_set(err, DM_ENOMEM, "out of memory in SASL %s", mech);
+		}
 		if (rc != GSASL_OK && rc != GSASL_NEEDS_MORE) {
 			sasl_client_free(s);
 			return dm_err_set(err, DM_EAUTH, "SASL %s: %s", mech,
@@ -239,17 +285,13 @@ enum dm_status sasl_client_step(struct sasl_client *s, const char *challenge,
 		return *out ? DM_OK : dm_err_set(err, DM_ENOMEM, "out of memory");
 	}
 	char *o = NULL;
-	int rc = gsasl_step64(s->sctx, challenge, &o);
-	if (rc != GSASL_OK && rc != GSASL_NEEDS_MORE) {
-		free(o);
+	int rc = sasl_step_b64(s->sctx, challenge, &o);
+	if (rc == GSASL_MALLOC_ERROR)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	if (rc != GSASL_OK && rc != GSASL_NEEDS_MORE)
 		return dm_err_set(err, DM_EAUTH, "SASL exchange failed: %s "
 		                  "(bad challenge or server signature mismatch)",
 		                  gsasl_strerror(rc));
-	}
-	if (!o)
-		o = strdup("");
-	if (!o)
-		return dm_err_set(err, DM_ENOMEM, "out of memory");
 	*out = o;
 	return DM_OK;
 }
