@@ -8,6 +8,7 @@
  */
 #include "mail/sasl.h"
 
+#include <ctype.h>
 #include <gsasl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,7 +238,14 @@ enum dm_status sasl_client_start(const char *mech, const struct sasl_creds *cr,
 		free(s);
 		return dm_err_set(err, DM_ECRYPTO, "GNU SASL init: %s", gsasl_strerror(rc));
 	}
-	rc = gsasl_client_start(s->ctx, mech, &s->sctx);
+	/* GNU SASL matches mechanism names case-sensitively; ours are not
+	 * (sasl_supported(), Email/AuthMechanism). */
+	char upper[32];
+	size_t ml = strlen(mech);
+	for (size_t i = 0; i <= ml && i < sizeof(upper); i++)
+		upper[i] = (char)toupper((unsigned char)mech[i]);
+	upper[sizeof(upper) - 1] = '\0';
+	rc = gsasl_client_start(s->ctx, upper, &s->sctx);
 	if (rc != GSASL_OK) {
 		sasl_client_free(s);
 		return dm_err_set(err, DM_EAUTH, "GNU SASL cannot start %s: %s", mech,
