@@ -332,7 +332,7 @@ static int sendmail_run(struct shell *sh, int argc, char **argv)
 	st = submit_deliver(shell_root(sh), reg, id, &hooks, &rep, &e);
 	if (rep.id[0] == '\0') {
 		/* No attempt was made (configuration, lock): the message waits in
-		 * the outbox for the daemon or OUTBOX -r. */
+		 * the outbox for OUTBOX -r / -a or devmail-sendmail -q. */
 		return shell_error(sh, submit_status_exit(st),
 		    "Queued %s; not sent now: %s", id,
 		    e.msg[0] ? e.msg : dm_status_str(st));
@@ -358,7 +358,7 @@ const struct shell_command shell_cmd_sendmail = {
 		"-F FILE     message text from FILE (capital F; small -f is FROM;\n"
 		"            without -m or -F: stdin when it is not a terminal, up to 64 MiB)\n"
 		"-a FILE     attach FILE (repeatable)\n"
-		"-q          only queue the message; the daemon or OUTBOX -r sends it\n"
+		"-q          only queue the message; OUTBOX -a (or OUTBOX -r ID) sends it\n"
 		"-v          show the SMTP conversation (passwords redacted) on the\n"
 		"            error stream, C: lines sent, S: lines received",
 	.summary = "send an email with the configured account",
@@ -373,9 +373,14 @@ const struct shell_command shell_cmd_sendmail = {
 		"A plaintext server shows (no TLS, AUTH none)."
 		"\n\n"
 		"When the server cannot be reached or answers 4xx, the message stays "
-		"queued: Queued ID for retry: REASON; next try in Ns. The daemon "
-		"retries it (Outbox/RetryMin doubling to Outbox/RetryMax, up to "
-		"Outbox/MaxAge); OUTBOX lists it. A refused authentication also "
+		"queued: Queued ID for retry: REASON; next try in Ns. Nothing "
+		"retries it by itself yet (there is no mail daemon): OUTBOX -a "
+		"sends every queued message now, OUTBOX -r ID sends one, and "
+		"devmail-sendmail -q run from cron drains the queue unattended. "
+		"OUTBOX lists it with its suggested next try (Outbox/RetryMin "
+		"doubling to Outbox/RetryMax); a message still queued after "
+		"Outbox/MaxAge moves to the failed outbox at its next attempt. "
+		"A refused authentication also "
 		"keeps the message queued, so that it goes out once the password is "
 		"corrected with IPCONFIG. A permanent refusal (5xx) moves it to the "
 		"failed outbox. With -q SENDMAIL prints Queued ID and exits 0 "

@@ -364,6 +364,42 @@ static void test_plaintext(void **state)
 	free(r);
 }
 
+/* HELP SENDMAIL names what retries a queued message today (no daemon). */
+static void test_help_retry(void **state)
+{
+	(void)state;
+	char root[2048];
+	new_root(root, sizeof root);
+	FILE *out = tmpfile(), *err = tmpfile();
+	assert_non_null(out);
+	assert_non_null(err);
+	struct shell_settings s = { .root = root, .out = out, .err = err };
+	struct shell *sh = NULL;
+	struct dm_err e;
+	dm_err_clear(&e);
+	assert_int_equal(shell_new(&s, &sh, &e), DM_OK);
+	assert_int_equal(shell_run_line(sh, "HELP SENDMAIL"), 0);
+	shell_free(sh);
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	slurp(out, r->out, sizeof r->out);
+	slurp(err, r->err, sizeof r->err);
+	/* HELP may fold lines: compare with the white space squeezed */
+	char *p = r->out, *q = r->out;
+	for (bool sp = false; *p; p++) {
+		bool w = *p == ' ' || *p == '\n';
+		if (!(w && sp))
+			*q++ = w ? ' ' : *p;
+		sp = w;
+	}
+	*q = '\0';
+	assert_lacks(r->out, "daemon retries");
+	assert_lacks(r->out, "the daemon or OUTBOX");
+	assert_contains(r->out, "OUTBOX -a sends every queued message now");
+	assert_contains(r->out, "devmail-sendmail -q run from cron");
+	free(r);
+}
+
 /* Server gone: 75, the message waits in the queue with the reason. */
 static void test_server_down(void **state)
 {
@@ -895,6 +931,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_all_options_starttls, test_teardown),
 		cmocka_unit_test_teardown(test_smtps_defaults, test_teardown),
 		cmocka_unit_test_teardown(test_plaintext, test_teardown),
+		cmocka_unit_test_teardown(test_help_retry, test_teardown),
 		cmocka_unit_test_teardown(test_server_down, test_teardown),
 		cmocka_unit_test_teardown(test_rcpt_refused, test_teardown),
 		cmocka_unit_test_teardown(test_wrong_password, test_teardown),
