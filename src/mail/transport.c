@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -56,22 +57,21 @@ void transport_peer_name(const struct transport *t, char *out, size_t cap)
 		snprintf(out, cap, "%s:%u", t->host, t->port);
 }
 
-static long transport_now_ms(void)
+long transport_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* poll() for `events` until ready or `timeout_ms` passes; EINTR restarts
- * with the remaining time.  Returns 1 ready, 0 timeout, -1 error (errno). */
-static int transport_poll_fd(int fd, short events, int timeout_ms)
+int transport_poll_until(int fd, short events, long deadline_ms)
 {
-	long deadline = transport_now_ms() + timeout_ms;
 	for (int tries = 0; tries < 1000; tries++) {
-		long left = deadline - transport_now_ms();
+		long left = deadline_ms - transport_now_ms();
 		if (left < 0)
 			left = 0;
+		if (left > INT_MAX)
+			left = INT_MAX;
 		struct pollfd p = { .fd = fd, .events = events };
 		int n = poll(&p, 1, (int)left);
 		if (n > 0)
@@ -89,7 +89,8 @@ enum dm_status transport_wait(struct transport *t, short events,
                               const char *what, struct dm_err *err)
 {
 	char peer[300];
-	int r = transport_poll_fd(t->fd, events, t->timeout_ms);
+	int r = transport_poll_until(t->fd, events,
+	                             transport_now_ms() + t->timeout_ms);
 	if (r > 0)
 		return DM_OK;
 	transport_peer_name(t, peer, sizeof(peer));
@@ -251,7 +252,7 @@ static int transport_connect_one(const struct addrinfo *ai, int timeout_ms)
 		return fd;
 	if (errno != EINPROGRESS && errno != EINTR)
 		goto fail;
-	int r = transport_poll_fd(fd, POLLOUT, timeout_ms);
+	int r = transport_poll_until(fd, POLLOUT, transport_now_ms() + timeout_ms);
 	if (r == 0) {
 		errno = ETIMEDOUT;
 		goto fail;

@@ -50,6 +50,15 @@ struct transport {
 /* The plain table (transport.c). */
 extern const struct transport_ops transport_plain_ops;
 
+/* Milliseconds on the monotonic clock; every deadline in the transport is
+ * on this clock (transport.c). */
+long transport_now_ms(void);
+
+/* poll() for `events` (POLLIN/POLLOUT) until ready or `deadline_ms`
+ * passes; EINTR restarts with the time left.  Returns 1 ready, 0 timeout,
+ * -1 error (errno).  The one poll loop of both implementations. */
+int transport_poll_until(int fd, short events, long deadline_ms);
+
 /* Waits until fd is ready for `events` (POLLIN/POLLOUT) or the handle's
  * timeout passes.  DM_ETIMEOUT, DM_ENET. */
 enum dm_status transport_wait(struct transport *t, short events,

@@ -42,7 +42,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
@@ -118,33 +117,13 @@ static int transport_tls_verify_system(const gnutls_datum_t *certs,
 	return rc;
 }
 
-static long transport_tls_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for the direction GnuTLS last blocked on, until `deadline`.
- * 1 ready, 0 timeout, -1 error. */
+/* Waits, until `deadline` (transport_now_ms() scale), for the direction
+ * GnuTLS last blocked on.  1 ready, 0 timeout, -1 error. */
 static int transport_tls_wait_until(struct transport *t, long deadline)
 {
 	struct transport_tls *tls = t->tls;
 	short ev = gnutls_record_get_direction(tls->session) ? POLLOUT : POLLIN;
-	for (int tries = 0; tries < 1000; tries++) {
-		long left = deadline - transport_tls_now_ms();
-		if (left < 0)
-			left = 0;
-		struct pollfd p = { .fd = t->fd, .events = ev };
-		int n = poll(&p, 1, (int)left);
-		if (n > 0)
-			return 1;
-		if (n == 0)
-			return 0;
-		if (errno != EINTR)
-			return -1;
-	}
-	return -1;
+	return transport_poll_until(t->fd, ev, deadline);
 }
 
 static void transport_tls_free(struct transport *t)
@@ -198,7 +177,7 @@ static enum dm_status transport_tls_read(struct transport *t, void *buf,
 		}
 		if (r != GNUTLS_E_AGAIN)
 			return transport_tls_io_error(t, (int)r, "read from", err);
-		int w = transport_tls_wait_until(t, transport_tls_now_ms() + t->timeout_ms);
+		int w = transport_tls_wait_until(t, transport_now_ms() + t->timeout_ms);
 		if (w == 0) {
 			char peer[300];
 			transport_peer_name(t, peer, sizeof(peer));
@@ -231,7 +210,7 @@ static enum dm_status transport_tls_send(struct transport *t, const void *buf,
 			continue;
 		if (r != GNUTLS_E_AGAIN)
 			return transport_tls_io_error(t, (int)r, "write to", err);
-		int w = transport_tls_wait_until(t, transport_tls_now_ms() + t->timeout_ms);
+		int w = transport_tls_wait_until(t, transport_now_ms() + t->timeout_ms);
 		if (w == 0) {
 			char peer[300];
 			transport_peer_name(t, peer, sizeof(peer));
@@ -254,7 +233,7 @@ static void transport_tls_close(struct transport *t)
 	if (tls == NULL)
 		return;
 	/* close_notify, bounded: a peer that stopped reading must not hold us. */
-	long deadline = transport_tls_now_ms() +
+	long deadline = transport_now_ms() +
 		(t->timeout_ms < TRANSPORT_TLS_BYE_MS ? t->timeout_ms
 		                                      : TRANSPORT_TLS_BYE_MS);
 	for (int tries = 0; tries < 100; tries++) {
@@ -563,7 +542,7 @@ enum dm_status transport_tls_handshake(struct transport *t, struct dm_err *err)
 	struct transport_tls *tls = t->tls;
 	char peer[300];
 	transport_peer_name(t, peer, sizeof(peer));
-	long deadline = transport_tls_now_ms() + t->timeout_ms;
+	long deadline = transport_now_ms() + t->timeout_ms;
 	int rc = GNUTLS_E_AGAIN;
 	for (int tries = 0; tries < 10000; tries++) {
 		rc = gnutls_handshake(tls->session);
