@@ -11,7 +11,8 @@
  * each complete reply to the current state's handler; each step is a pair
  * smtp_send_X() / smtp_on_X().  The engine does no socket I/O itself: it
  * parses bytes handed to smtp_feed() and writes commands through the
- * transport; smtp_run() is the small pump (transport_read -> smtp_feed).
+ * transport; smtp_run() is the small pump (transport_read_until ->
+ * smtp_feed) and holds each reply's deadline.
  *
  * Policy lives in the states: no AUTH before TLS (unless the operator allows
  * it for this host); EHLO again after TLS with capabilities reset; bytes
@@ -77,6 +78,8 @@ static const char *const smtp_state_names[SMTP_STATE_COUNT] = {
 };
 
 #define SMTP_AUTH_STEPS_MAX 10
+#define SMTP_TIMEOUT_MS 60000          /* settings.timeout_ms <= 0 */
+#define SMTP_DOT_TIMEOUT_MS 600000     /* RFC 5321 4.5.3.2.6: 10 minutes */
 #define SMTP_RBUF 4096
 #define SMTP_PATH_MAX 256      /* RFC 5321 4.5.3.1.3 */
 
@@ -89,6 +92,7 @@ struct smtp_client {
 	void *tctx;
 	char helo[256];
 	bool starttls, require_tls, allow_plain, tls_tried;
+	int timeout_ms;                  /* for each whole reply */
 	const struct smtp_settings *s;   /* only during open: credentials */
 	bool have_creds;
 
@@ -97,6 +101,7 @@ struct smtp_client {
 	size_t rpos, rlen;
 	struct smtp_reply_parser parser;
 	unsigned outstanding;            /* commands whose reply is due */
+	unsigned long replies;           /* replies dispatched so far */
 	bool out_pending;                /* bytes written, not yet flushed */
 
 	/* AUTH */
@@ -997,6 +1002,7 @@ static void smtp_dispatch(struct smtp_client *c, const struct smtp_reply *r)
 		return;
 	}
 	c->outstanding--;
+	c->replies++;
 	/* Leftover bytes when no other reply is due: the server talks out of
 	 * turn (pipelined junk, RFC 5321 4.3.1 / RFC 2920 3.2). */
 	if (c->outstanding == 0 && c->rpos < c->rlen &&
@@ -1046,9 +1052,24 @@ static bool smtp_resting(const struct smtp_client *c)
 	       c->state == SMTP_STATE_FAILED;
 }
 
-/* The pump: flush what the engine wrote, read, feed, until resting. */
+/* How long the reply now due may take, all of it.  RFC 5321 4.5.3.2.6
+ * recommends 10 minutes for the reply to the final dot: the server may
+ * filter the content before it answers, and giving up early makes the
+ * message be sent again (a duplicate) though it was accepted. */
+static long smtp_reply_timeout(const struct smtp_client *c)
+{
+	if (c->state == SMTP_STATE_DOT && c->timeout_ms < SMTP_DOT_TIMEOUT_MS)
+		return SMTP_DOT_TIMEOUT_MS;
+	return c->timeout_ms;
+}
+
+/* The pump: flush what the engine wrote, read, feed, until resting.  Each
+ * reply has one deadline, set when we start waiting for it: a server that
+ * trickles a byte now and then cannot hold the session beyond it. */
 static void smtp_run(struct smtp_client *c)
 {
+	long deadline = 0, budget = 0;
+	unsigned long seen = c->replies;
 	for (unsigned long guard = 0; !smtp_resting(c); guard++) {
 		if (guard > 10000000UL) {
 			smtp_fail(c, DM_EPROTO, NULL, "SMTP session did not converge");
@@ -1070,9 +1091,21 @@ static void smtp_run(struct smtp_client *c)
 			continue;
 		}
 		c->rpos = c->rlen = 0;
+		if (c->replies != seen || deadline == 0) {
+			seen = c->replies;
+			budget = smtp_reply_timeout(c);
+			deadline = transport_now_ms() + budget;
+		}
 		size_t got = 0;
-		enum dm_status st = transport_read(c->t, c->rbuf, sizeof(c->rbuf),
-		                                   &got, &e);
+		enum dm_status st = transport_read_until(c->t, c->rbuf,
+		                                         sizeof(c->rbuf), deadline,
+		                                         &got, &e);
+		if (st == DM_ETIMEOUT) {
+			smtp_fail(c, st, NULL, "%s:%u sent no complete reply within "
+			          "%ld ms in state %s", c->info.host, c->info.port,
+			          budget, smtp_state_names[c->state]);
+			return;
+		}
 		if (st != DM_OK) {
 			smtp_fail(c, st, NULL, "waiting for %s:%u in state %s: %s",
 			          c->info.host, c->info.port,
@@ -1176,6 +1209,7 @@ enum dm_status smtp_client_open_transport(const struct smtp_settings *s,
 	c->starttls = s->starttls && !s->smtps;
 	c->require_tls = s->require_tls;
 	c->allow_plain = s->allow_plaintext_auth;
+	c->timeout_ms = s->timeout_ms > 0 ? s->timeout_ms : SMTP_TIMEOUT_MS;
 	c->have_creds = s->username && s->username[0];
 	c->s = s;
 	c->state = SMTP_STATE_GREETING;

@@ -47,7 +47,15 @@ struct smtp_settings {
 	bool verify;                 /* verify chain + host name */
 	const char *cafile;          /* extra trust anchors or NULL */
 	const char *fingerprint;     /* SHA-256 pin or NULL */
-	int timeout_ms;              /* per step; <= 0: 60 s */
+	int timeout_ms;              /* per reply; <= 0: 60 s.  A deadline for
+	                              * the whole reply from when we start
+	                              * waiting for it (bytes trickling in do
+	                              * not extend it); also connect and TLS
+	                              * handshake.  The reply to the final dot
+	                              * of DATA waits max(timeout_ms, 10 min)
+	                              * (RFC 5321 4.5.3.2.6: the server may be
+	                              * filtering the content, and giving up
+	                              * early means a retry and a duplicate). */
 	const char *helo_name;       /* EHLO argument; NULL/"": "localhost" */
 	const char *username;        /* AUTH identity, NULL/"": no AUTH */
 	const char *password;        /* secret, NULL/"" when none */

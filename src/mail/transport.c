@@ -86,17 +86,16 @@ int transport_poll_until(int fd, short events, long deadline_ms)
 }
 
 enum dm_status transport_wait(struct transport *t, short events,
-                              const char *what, struct dm_err *err)
+                              long deadline_ms, const char *what,
+                              struct dm_err *err)
 {
 	char peer[300];
-	int r = transport_poll_until(t->fd, events,
-	                             transport_now_ms() + t->timeout_ms);
+	int r = transport_poll_until(t->fd, events, deadline_ms);
 	if (r > 0)
 		return DM_OK;
 	transport_peer_name(t, peer, sizeof(peer));
 	if (r == 0)
-		return dm_err_set(err, DM_ETIMEOUT, "%s %s: no progress within %d ms",
-		                  what, peer, t->timeout_ms);
+		return dm_err_set(err, DM_ETIMEOUT, "%s %s: timed out", what, peer);
 	return dm_err_set(err, DM_ENET, "%s %s: poll: %s", what, peer,
 	                  strerror(errno));
 }
@@ -104,8 +103,8 @@ enum dm_status transport_wait(struct transport *t, short events,
 /* ---- plain implementation ---------------------------------------------- */
 
 static enum dm_status transport_plain_read(struct transport *t, void *buf,
-                                           size_t cap, size_t *got,
-                                           struct dm_err *err)
+                                           size_t cap, long deadline_ms,
+                                           size_t *got, struct dm_err *err)
 {
 	char peer[300];
 	for (int tries = 0; tries < 1000; tries++) {
@@ -118,7 +117,8 @@ static enum dm_status transport_plain_read(struct transport *t, void *buf,
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			break;
-		enum dm_status st = transport_wait(t, POLLIN, "read from", err);
+		enum dm_status st = transport_wait(t, POLLIN, deadline_ms,
+		                                   "read from", err);
 		if (st != DM_OK)
 			return st;
 	}
@@ -144,7 +144,9 @@ static enum dm_status transport_plain_send(struct transport *t,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			enum dm_status st = transport_wait(t, POLLOUT, "write to", err);
+			enum dm_status st = transport_wait(t, POLLOUT,
+			                                   transport_now_ms() + t->timeout_ms,
+			                                   "write to", err);
 			if (st != DM_OK)
 				return st;
 			continue;
@@ -371,12 +373,21 @@ enum dm_status transport_start_tls(struct transport *t, struct dm_err *err)
 enum dm_status transport_read(struct transport *t, void *buf, size_t cap,
                               size_t *got, struct dm_err *err)
 {
+	long timeout = t != NULL ? t->timeout_ms : 0;
+	return transport_read_until(t, buf, cap, transport_now_ms() + timeout, got,
+	                            err);
+}
+
+enum dm_status transport_read_until(struct transport *t, void *buf, size_t cap,
+                                    long deadline_ms, size_t *got,
+                                    struct dm_err *err)
+{
 	*got = 0;
 	if (t == NULL || t->fd < 0)
 		return dm_err_set(err, DM_EINVAL, "read: transport is closed");
 	if (cap == 0)
 		return DM_OK;
-	enum dm_status st = t->ops->read(t, buf, cap, got, err);
+	enum dm_status st = t->ops->read(t, buf, cap, deadline_ms, got, err);
 	if (st == DM_OK) {
 		t->stats.bytes_in += *got;
 		transport_quickack(t->fd);

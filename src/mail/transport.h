@@ -70,10 +70,22 @@ enum dm_status transport_from_fd(int fd, const struct transport_settings *s,
 enum dm_status transport_start_tls(struct transport *t, struct dm_err *err);
 
 /* Reads up to cap bytes, waiting at most the timeout.  Returns the count
- * (> 0) in *got; *got == 0 means the peer closed.
+ * (> 0) in *got; *got == 0 means the peer closed.  The timeout bounds this
+ * one call: a peer sending a byte now and then keeps each call short, so a
+ * caller that needs a bound on a whole exchange uses transport_read_until().
  * Errors: DM_ETIMEOUT, DM_ENET, DM_ETLS. */
 enum dm_status transport_read(struct transport *t, void *buf, size_t cap,
                               size_t *got, struct dm_err *err);
+
+/* Milliseconds on the monotonic clock that deadlines are given on. */
+long transport_now_ms(void);
+
+/* transport_read() waiting at most until deadline_ms (transport_now_ms()
+ * scale) instead of the handle's timeout.  Bytes already received are
+ * returned even when the deadline has passed.  Errors: as transport_read(). */
+enum dm_status transport_read_until(struct transport *t, void *buf, size_t cap,
+                                    long deadline_ms, size_t *got,
+                                    struct dm_err *err);
 
 /* Appends to the output buffer, sending whole records when it fills.
  * Errors: DM_ENET, DM_ETIMEOUT, DM_ETLS. */

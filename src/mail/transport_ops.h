@@ -18,10 +18,10 @@
 
 struct transport_ops {
 	const char *name;
-	/* Reads up to cap bytes into buf, waiting at most the timeout;
-	 * *got == 0 means the peer closed. */
+	/* Reads up to cap bytes into buf, waiting at most until deadline_ms
+	 * (transport_now_ms() scale); *got == 0 means the peer closed. */
 	enum dm_status (*read)(struct transport *t, void *buf, size_t cap,
-	                       size_t *got, struct dm_err *err);
+	                       long deadline_ms, size_t *got, struct dm_err *err);
 	/* Sends len bytes (len <= TRANSPORT_OBUF) as one send()/one record,
 	 * retrying only on partial writes; counts stats.writes. */
 	enum dm_status (*send)(struct transport *t, const void *buf, size_t len,
@@ -50,19 +50,16 @@ struct transport {
 /* The plain table (transport.c). */
 extern const struct transport_ops transport_plain_ops;
 
-/* Milliseconds on the monotonic clock; every deadline in the transport is
- * on this clock (transport.c). */
-long transport_now_ms(void);
-
 /* poll() for `events` (POLLIN/POLLOUT) until ready or `deadline_ms`
  * passes; EINTR restarts with the time left.  Returns 1 ready, 0 timeout,
  * -1 error (errno).  The one poll loop of both implementations. */
 int transport_poll_until(int fd, short events, long deadline_ms);
 
-/* Waits until fd is ready for `events` (POLLIN/POLLOUT) or the handle's
- * timeout passes.  DM_ETIMEOUT, DM_ENET. */
+/* Waits until fd is ready for `events` (POLLIN/POLLOUT) or deadline_ms
+ * passes.  DM_ETIMEOUT, DM_ENET. */
 enum dm_status transport_wait(struct transport *t, short events,
-                              const char *what, struct dm_err *err);
+                              long deadline_ms, const char *what,
+                              struct dm_err *err);
 
 /* Re-arms TCP_QUICKACK (Linux resets it after each ACK decision). */
 void transport_quickack(int fd);

@@ -156,8 +156,8 @@ static enum dm_status transport_tls_io_error(struct transport *t, int rc,
 /* ---- the TLS table ----------------------------------------------------- */
 
 static enum dm_status transport_tls_read(struct transport *t, void *buf,
-                                         size_t cap, size_t *got,
-                                         struct dm_err *err)
+                                         size_t cap, long deadline_ms,
+                                         size_t *got, struct dm_err *err)
 {
 	struct transport_tls *tls = t->tls;
 	for (int tries = 0; tries < 1000; tries++) {
@@ -177,13 +177,12 @@ static enum dm_status transport_tls_read(struct transport *t, void *buf,
 		}
 		if (r != GNUTLS_E_AGAIN)
 			return transport_tls_io_error(t, (int)r, "read from", err);
-		int w = transport_tls_wait_until(t, transport_now_ms() + t->timeout_ms);
+		int w = transport_tls_wait_until(t, deadline_ms);
 		if (w == 0) {
 			char peer[300];
 			transport_peer_name(t, peer, sizeof(peer));
-			return dm_err_set(err, DM_ETIMEOUT,
-			                  "read from %s: no data within %d ms", peer,
-			                  t->timeout_ms);
+			return dm_err_set(err, DM_ETIMEOUT, "read from %s: timed out",
+			                  peer);
 		}
 		if (w < 0)
 			return transport_tls_io_error(t, GNUTLS_E_PULL_ERROR,

@@ -5,7 +5,8 @@
  * script: it sends replies, checks every client line exactly (and which
  * read each line arrived in, to assert PIPELINING flights), switches to TLS
  * (GnuTLS, test PKI from tests/lib/pki.sh), runs a GNU SASL server for
- * SCRAM, injects faults.  The main thread is the client: smtp_client_open,
+ * SCRAM, injects faults ("trickle MS TEXT": one byte every MS ms, for
+ * per-reply deadlines).  The main thread is the client: smtp_client_open,
  * smtp_client_send, smtp_client_close; then the expectations are checked.
  * Every wait is bounded; the server thread is always joined.
  */
@@ -32,7 +33,7 @@
 #define IO_TIMEOUT_MS 10000
 
 enum op_kind { OP_S, OP_SRAW, OP_SSLOW, OP_C, OP_CPLUS, OP_DELAY, OP_CLOSE,
-               OP_STARTTLS, OP_TLS, OP_SASL, OP_WAITCLOSE };
+               OP_STARTTLS, OP_TLS, OP_SASL, OP_WAITCLOSE, OP_TRICKLE };
 
 struct op { enum op_kind kind; char *arg; int line; };
 
@@ -188,6 +189,7 @@ static void parse_case(const char *path)
 		else if (!strcmp(kw, "starttls")) o->kind = OP_STARTTLS, nops++, need_tls = true;
 		else if (!strcmp(kw, "tls")) o->kind = OP_TLS, nops++, need_tls = true;
 		else if (!strcmp(kw, "sasl")) o->kind = OP_SASL, nops++;
+		else if (!strcmp(kw, "trickle")) o->kind = OP_TRICKLE, nops++;
 		else {
 			if (!strcmp(kw, "set")) {
 				char *v = strchr(arg, ' ');
@@ -636,6 +638,26 @@ static void *server_main(void *arg)
 				sleep_ms(2);
 			}
 			break;
+		case OP_TRICKLE: {
+			/* trickle MS text: text CRLF one byte per write, MS ms
+			 * apart; stops once the client has gone. */
+			char *sp = strchr(o->arg, ' ');
+			int ms = atoi(o->arg);
+			if (!sp || ms <= 0 || ms > 1000) {
+				server_fail("line %d: trickle MS TEXT (MS 1-1000)", o->line);
+				ok = false;
+				break;
+			}
+			srv_flush(s);
+			l = unescape(sp + 1, tmp);
+			memcpy(tmp + l, "\r\n", 2);
+			for (size_t k = 0; k < l + 2; k++) {
+				if (!srv_send_now(s, tmp + k, 1))
+					break;
+				sleep_ms(ms);
+			}
+			break;
+		}
 		case OP_C:
 		case OP_CPLUS:
 			ok = srv_expect(s, o, o->kind == OP_CPLUS);

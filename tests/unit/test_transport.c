@@ -338,6 +338,36 @@ static void test_from_fd(void **state)
 	transport_close(NULL);
 }
 
+/* transport_read_until(): the deadline, not the handle's timeout, bounds
+ * the wait; bytes already there are returned even past the deadline. */
+static void test_read_until_deadline(void **state)
+{
+	(void)state;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct transport_settings s = settings("peer", 0);
+	s.timeout_ms = 600000;   /* would hang the test if it were used */
+	struct transport *t = NULL;
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(transport_from_fd(sv[0], &s, &t, &err), DM_OK);
+	char buf[8];
+	size_t got = 9;
+	long past = transport_now_ms() - 1;
+	assert_int_equal(transport_read_until(t, buf, sizeof(buf), past, &got, &err),
+	                 DM_ETIMEOUT);
+	assert_int_equal(got, 0);
+	assert_non_null(strstr(err.msg, "timed out"));
+	assert_int_equal(write(sv[1], "q", 1), 1);
+	dm_err_clear(&err);
+	assert_int_equal(transport_read_until(t, buf, sizeof(buf), past, &got, &err),
+	                 DM_OK);
+	assert_int_equal(got, 1);
+	assert_int_equal(buf[0], 'q');
+	close(sv[1]);
+	transport_close(t);
+}
+
 /* ---- implicit TLS ------------------------------------------------------ */
 
 /* Connects to a TLS server with the given cert and client settings tweak;
@@ -969,6 +999,7 @@ int main(void)
 		cmocka_unit_test(test_read_timeout),
 		cmocka_unit_test(test_handshake_timeout),
 		cmocka_unit_test(test_from_fd),
+		cmocka_unit_test(test_read_until_deadline),
 		cmocka_unit_test(test_tls_verified_localhost),
 		cmocka_unit_test(test_tls_verified_ipv4_literal),
 		cmocka_unit_test(test_tls_verified_ipv6_literal),
