@@ -1022,7 +1022,28 @@ static enum dm_status ob_apply(struct outbox *ob, struct ob_slot *s,
 
 	if ((st = ob_path(dir, ob->queue, s->id, NULL, err)) != DM_OK)
 		return st;
-	if (o->status == DM_OK) {
+	bool partial = o->nretry > 0 &&
+	    (o->status == DM_OK || outbox_status_is_temporary(o->status));
+	if (partial) {
+		/* Keep only the recipients to retry; the env rewrite below
+		 * (deferred or failed) makes the new list durable.  A crash
+		 * before it leaves the old list: the accepted recipients may
+		 * get the message again (the duplicate window of
+		 * docs/outbox.md), nobody loses it. */
+		size_t n = 0;
+		for (size_t k = 0; k < s->env->nrcpt && k < OUTBOX_MAX_RCPT; k++)
+			if (o->retry[k])
+				s->env->rcpt[n++] = s->env->rcpt[k];
+		if (n == 0)
+			partial = false;      /* nothing to retry: as if no list */
+		else
+			s->env->nrcpt = n;
+	}
+	if (o->status == DM_OK && partial) {
+		ob_one_line(detail, sizeof(detail), o->detail);
+		log_write(ob->root, ob->opt.log_max_size, NULL, "sent %s%s%s", s->id,
+		          detail[0] ? " " : "", detail);
+	} else if (o->status == DM_OK) {
 		st = ob_remove(ob, ob->queue, s->id, err);
 		if (st != DM_OK)
 			return st;
@@ -1033,7 +1054,7 @@ static enum dm_status ob_apply(struct outbox *ob, struct ob_slot *s,
 		return DM_OK;
 	}
 	ob_reason(o, reason, sizeof(reason));
-	if (outbox_status_is_temporary(o->status)) {
+	if (outbox_status_is_temporary(o->status) || o->status == DM_OK) {
 		unsigned attempts = s->env->attempts + 1;
 		if (now - s->env->created < ob->opt.max_age) {
 			long delay = outbox_backoff(ob->opt.retry_min, ob->opt.retry_max,
@@ -1238,15 +1259,17 @@ enum dm_status outbox_deliver_due(struct outbox *ob, size_t max_batch,
 	return ob_deliver_due(ob, max_batch, fn, ctx, stats ? stats : &local, err);
 }
 
+static enum dm_status ob_deliver_id(struct outbox *ob, const char *id,
+                                    outbox_batch_fn fn, void *ctx,
+                                    struct outbox_stats *stats,
+                                    struct dm_err *err);
+
 enum dm_status outbox_deliver(struct outbox *ob, const char *id,
                               outbox_deliver_fn fn, void *ctx,
                               struct outbox_stats *stats, struct dm_err *err)
 {
 	struct outbox_stats local = { 0 };
 	struct ob_single one = { fn, ctx };
-	struct outbox_outcome first;
-	struct ob_slot slot;
-	enum dm_status st;
 
 	if (!fn)
 		return dm_err_set(err, DM_EINVAL, "outbox: no delivery callback");
@@ -1254,6 +1277,30 @@ enum dm_status outbox_deliver(struct outbox *ob, const char *id,
 		stats = &local;
 	if (!id)
 		return ob_deliver_due(ob, 1, ob_single_batch, &one, stats, err);
+	return ob_deliver_id(ob, id, ob_single_batch, &one, stats, err);
+}
+
+enum dm_status outbox_deliver_one(struct outbox *ob, const char *id,
+                                  outbox_batch_fn fn, void *ctx,
+                                  struct outbox_stats *stats,
+                                  struct dm_err *err)
+{
+	struct outbox_stats local = { 0 };
+
+	if (!fn)
+		return dm_err_set(err, DM_EINVAL, "outbox: no delivery callback");
+	return ob_deliver_id(ob, id, fn, ctx, stats ? stats : &local, err);
+}
+
+static enum dm_status ob_deliver_id(struct outbox *ob, const char *id,
+                                    outbox_batch_fn fn, void *ctx,
+                                    struct outbox_stats *stats,
+                                    struct dm_err *err)
+{
+	struct outbox_outcome first;
+	struct ob_slot slot;
+	enum dm_status st;
+
 	if ((st = ob_check_id(id, err)) != DM_OK)
 		return st;
 	st = ob_slot_take(ob, &slot, id, false, err);
@@ -1266,7 +1313,7 @@ enum dm_status outbox_deliver(struct outbox *ob, const char *id,
 		return dm_err_set(err, DM_ENOTFOUND, "outbox: no queued message %s", id);
 	if (st != DM_OK)
 		return st;
-	st = ob_run(ob, &slot, 1, ob_single_batch, &one, stats, &first, err);
+	st = ob_run(ob, &slot, 1, fn, ctx, stats, &first, err);
 	ob_slot_release(&slot);
 	if (st != DM_OK)
 		return st;

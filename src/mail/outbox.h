@@ -178,6 +178,18 @@ struct outbox_outcome {
 	enum dm_status status;          /* DM_OK: delivered (preset to DM_EIO) */
 	struct dm_err err;              /* as for outbox_deliver_fn */
 	char detail[OUTBOX_DETAIL_MAX]; /* "sent" summary on success */
+	/* Some recipients to try again (RFC 5321 sec. 3.3 and 4.2.5: a 4xx
+	 * RCPT reply means "retry this recipient later"): with nretry > 0,
+	 * retry[k] != 0 marks recipient k of the item.  With DM_OK the
+	 * message was accepted for the others: "sent <id> <detail>" is
+	 * logged, then the envelope is rewritten atomically with only the
+	 * marked recipients and the message deferred (err is the reason;
+	 * counted in stats.deferred), or failed when it has expired.  With a
+	 * temporary status the message is deferred for the marked recipients
+	 * only (the others were refused permanently).  Ignored with a
+	 * permanent status.  Preset: 0. */
+	size_t nretry;
+	unsigned char retry[OUTBOX_MAX_RCPT];
 };
 
 /* Delivers n (1..max_batch) due messages in one call, e.g. over one SMTP
@@ -189,6 +201,14 @@ typedef void (*outbox_batch_fn)(void *ctx, size_t n,
                                 const struct outbox_item *items,
                                 const struct mail_source *msgs,
                                 struct outbox_outcome *out);
+
+/* outbox_deliver(id) with a batch callback (a batch of one), so that the
+ * callback can also report recipients to retry (outcome.retry).  Same
+ * returns as outbox_deliver() with an id; id must not be NULL. */
+enum dm_status outbox_deliver_one(struct outbox *ob, const char *id,
+                                  outbox_batch_fn fn, void *ctx,
+                                  struct outbox_stats *stats,
+                                  struct dm_err *err);
 
 /* Delivers every due queued message, handing up to max_batch of them
  * (1..OUTBOX_BATCH_MAX; 0 means OUTBOX_BATCH_MAX) to each callback.

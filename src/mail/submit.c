@@ -963,18 +963,83 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 		else
 			submit_cat(line, sizeof(line), &len, "%s",
 			           r->diag[0] ? r->diag : dm_status_str(r->status));
-		if (ok && r->accepted < env[i].nrcpt) {
+		/* Recipients refused with 4xx are retried (RFC 5321 sec. 3.3,
+		 * 4.2.5), 5xx ones are dropped: both are named in the line. */
+		size_t ntemp = 0, nperm = 0, first_temp = 0;
+		for (size_t k = 0; k < env[i].nrcpt && k < SMTP_MAX_RCPT; k++) {
+			int cls = r->rcpt[k].code / 100;
+			if (cls == 4 && ntemp++ == 0)
+				first_temp = k;
+			else if (cls == 5)
+				nperm++;
+		}
+		bool temp = !ok && outbox_status_is_temporary(
+		    submit_outbox_status(r->status, r->code, r->status == DM_EAUTH));
+		bool retry_some = ntemp > 0 && (ok || (temp && nperm > 0));
+		if (ok && r->accepted < env[i].nrcpt && nperm > 0) {
 			submit_cat(line, sizeof(line), &len, "; rejected");
 			for (size_t k = 0; k < env[i].nrcpt && k < SMTP_MAX_RCPT; k++)
-				if (r->rcpt[k].code / 100 != 2)
+				if (r->rcpt[k].code / 100 == 5)
 					submit_cat(line, sizeof(line), &len, " %s: %d%s%s %s",
 					           env[i].rcpt[k], r->rcpt[k].code,
 					           r->rcpt[k].enhanced[0] ? " " : "",
 					           r->rcpt[k].enhanced, r->rcpt[k].text);
 		}
+		if (retry_some) {
+			char ret[SUBMIT_LINE_MAX];
+			size_t rlen = 0;
+			ret[0] = '\0';
+			for (size_t k = 0; k < env[i].nrcpt && k < SMTP_MAX_RCPT; k++) {
+				if (r->rcpt[k].code / 100 != 4)
+					continue;
+				out[i].retry[k] = 1;
+				out[i].nretry++;
+				submit_cat(ret, sizeof(ret), &rlen, "%s%s", rlen ? ", " : "",
+				           env[i].rcpt[k]);
+			}
+			if (ok)
+				submit_cat(line, sizeof(line), &len,
+				           "; to retry (refused for now) %s: %d%s%s %s", ret,
+				           r->rcpt[first_temp].code,
+				           r->rcpt[first_temp].enhanced[0] ? " " : "",
+				           r->rcpt[first_temp].enhanced,
+				           r->rcpt[first_temp].text);
+			else if (nperm > 0) {
+				submit_cat(line, sizeof(line), &len, "; dropped (refused "
+				           "permanently)");
+				for (size_t k = 0; k < env[i].nrcpt && k < SMTP_MAX_RCPT; k++)
+					if (r->rcpt[k].code / 100 == 5)
+						submit_cat(line, sizeof(line), &len, " %s: %d%s%s %s",
+						           env[i].rcpt[k], r->rcpt[k].code,
+						           r->rcpt[k].enhanced[0] ? " " : "",
+						           r->rcpt[k].enhanced, r->rcpt[k].text);
+			}
+			/* the outbox records this as the reason for the deferral */
+			dm_err_clear(&out[i].err);
+			char perm[SUBMIT_LINE_MAX];
+			size_t plen = 0;
+			perm[0] = '\0';
+			for (size_t k = 0; !ok && k < env[i].nrcpt && k < SMTP_MAX_RCPT; k++)
+				if (r->rcpt[k].code / 100 == 5)
+					submit_cat(perm, sizeof(perm), &plen, "%s%s (%d)",
+					           plen ? ", " : "", env[i].rcpt[k],
+					           r->rcpt[k].code);
+			dm_err_set(&out[i].err, DM_ETEMPFAIL,
+			           "%s %s refused for now; %s%s", ntemp == 1
+			           ? "recipient" : "recipients", ret,
+			           ok ? "sent to the others" : "dropped, refused "
+			           "permanently: ", perm);
+			out[i].err.smtp_code = r->rcpt[first_temp].code;
+			snprintf(out[i].err.enhanced, sizeof(out[i].err.enhanced), "%s",
+			         r->rcpt[first_temp].enhanced);
+			snprintf(out[i].err.server_text, sizeof(out[i].err.server_text),
+			         "%s", r->rcpt[first_temp].text);
+		}
 		if (ok) {
 			out[i].status = DM_OK;
 			submit_copy(out[i].detail, sizeof(out[i].detail), line);
+		} else if (retry_some) {
+			out[i].status = DM_ETEMPFAIL;
 		} else {
 			/* DM_EAUTH here is a pipelined AUTH refused: a session
 			 * failure like one at open, not a verdict on the message. */
@@ -990,7 +1055,8 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 			         "%s", r->text);
 		}
 		if (rep[i]) {
-			rep[i]->status = r->status;
+			rep[i]->status = retry_some ? DM_ETEMPFAIL : r->status;
+			rep[i]->partial = retry_some && ok;
 			rep[i]->err = out[i].err;
 			submit_copy(rep[i]->line, sizeof(rep[i]->line), line);
 			submit_copy(rep[i]->detail, sizeof(rep[i]->detail), session);
@@ -1002,24 +1068,6 @@ out:
 	free(res);
 	free(cnt);
 	free(rep);
-}
-
-/* Per-message callback for submit_deliver(id): a batch of one. */
-static enum dm_status submit_one(void *ctx, const struct outbox_item *item,
-                                 const struct mail_source *msg, char *detail,
-                                 size_t detail_cap, struct dm_err *err)
-{
-	struct outbox_outcome o;
-	memset(&o, 0, sizeof(o));
-	o.status = DM_EIO;
-	submit_batch(ctx, 1, item, msg, &o);
-	if (o.status == DM_OK) {
-		submit_copy(detail, detail_cap, o.detail);
-		return DM_OK;
-	}
-	if (err)
-		*err = o.err;
-	return o.status;
 }
 
 struct submit_find {
@@ -1038,6 +1086,14 @@ static int submit_find_cb(void *ctx, const struct outbox_item *it)
 		if (f->which == OUTBOX_QUEUE) {
 			r->outcome = SUBMIT_DEFERRED;
 			r->next_try_in = it->next_try > f->now ? (long)(it->next_try - f->now) : 0;
+			if (r->partial) {
+				/* keep "Sent to ..." and say what stays queued */
+				size_t len = strlen(r->line);
+				submit_cat(r->line, sizeof(r->line), &len,
+				           "; %s stays queued for them, next try in %lds",
+				           r->id, r->next_try_in);
+				continue;
+			}
 			snprintf(r->line, sizeof(r->line),
 			         "Queued %s for retry: %s; next try in %lds", r->id,
 			         it->last_error[0] ? it->last_error : r->err.msg,
@@ -1113,7 +1169,7 @@ enum dm_status submit_deliver(const char *root, struct registry *reg,
 	if ((st = submit_prepare(root, reg, hooks, &a, &ob, err)))
 		goto out;
 	dm_err_clear(&e);
-	st = outbox_deliver(ob, id, submit_one, &run, NULL, &e);
+	st = outbox_deliver_one(ob, id, submit_batch, &run, NULL, &e);
 	if (!run.attempted || run.reports.n == 0) {
 		if (err)
 			*err = e;

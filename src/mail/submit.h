@@ -31,6 +31,10 @@
  *     envelope) are permanent: the message moves to spool/failed (exit 69).
  *   - 4xx replies, network errors and timeouts while sending are
  *     temporary (exit 75); the messages not yet accepted get that status.
+ *   - Recipients refused with 4xx while others were accepted (or refused
+ *     with 5xx) are retried alone: the message stays queued for just them
+ *     (outbox_outcome.retry), exit 75; 5xx recipients are dropped and
+ *     named in the result line and the log.
  *
  * Exit statuses (the command-line edge; submit_exit()):
  *   0 delivered; 75 queued for retry; 69 refused permanently;
@@ -136,6 +140,10 @@ struct submit_report {
 	 * a session was open ("" when the connection never came up). */
 	char detail[SUBMIT_LINE_MAX];
 	long next_try_in;            /* DEFERRED: seconds until the next try */
+	/* Sent to some recipients, still queued for those refused with 4xx
+	 * (outcome DEFERRED, status DM_ETEMPFAIL, exit 75); the line starts
+	 * "Sent to ..." and names the recipients kept for retry. */
+	bool partial;
 	int exit_code;               /* submit_exit() of this report */
 };
 

@@ -426,6 +426,68 @@ def test_crash(top, srv, port, pki):
           and h.queued_ids(root, "tmp") == [], h.spool_listing(root)[:10])
 
 
+def read_log(root):
+    try:
+        with open(os.path.join(root, "log", "system.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_partial_rcpt(top, pki):
+    """A 4xx for one recipient while another is accepted (RFC 5321 3.3,
+    4.2.5): sent once to the accepted one, queued for the other only, a 5xx
+    recipient dropped and named; later delivered to the other alone."""
+    forced = ["--rcpt-reply", "later@x.test=450 4.2.1 Mailbox busy, try later",
+              "--rcpt-reply", "gone@x.test=550 5.1.1 No such user"]
+    srv = h.Server(pki, os.path.join(top, "cap-partial"), forced)
+    try:
+        port = srv.start()
+        root = h.make_root(top, "partial", port, pki)
+        r = sendmail(root, "-t", "now@x.test,later@x.test,gone@x.test",
+                     "-s", "partial", "-m", "hello")
+        out = text(r)
+        caps = h.captures(srv.capture)
+        check("partial 4xx: SENDMAIL exits 75", r.returncode == 75,
+              (r.returncode, out))
+        check("partial 4xx: the line says sent, retried and rejected",
+              "Sent to now@x.test via" in out and "later@x.test: 450" in out
+              and "gone@x.test: 550" in out and "stays queued" in out, out)
+        check("partial 4xx: delivered once, to the accepted recipient only",
+              len(caps) == 1 and caps[0]["rcpt"] == ["now@x.test"], caps)
+        ids = h.queued_ids(root)
+        check("partial 4xx: one message stays queued, none failed",
+              len(ids) == 1 and h.queued_ids(root, "failed") == [], ids)
+        qid = ids[0] if ids else "none"
+        envf = os.path.join(root, "spool", "queue", qid, "env")
+        rc = []
+        if os.path.exists(envf):
+            with open(envf) as f:
+                rc = [l[5:].strip() for l in f if l.startswith("rcpt ")]
+        check("partial 4xx: the queued envelope holds only later@x.test",
+              rc == ["later@x.test"], rc)
+        log = read_log(root)
+        check("partial 4xx: log has sent (with the 550) and deferred lines",
+              ("sent %s " % qid) in log and "gone@x.test: 550" in log
+              and ("deferred %s: " % qid) in log and "450" in log, log[-2000:])
+
+        # The peer is restarted without the forced replies.
+        srv.extra = []
+        ok = restart(srv, port, os.path.join(top, "cap-partial2"))
+        check("partial 4xx: peer restarted without forced replies", ok)
+        r = dm(root, "OUTBOX", "-r", qid)
+        caps = h.captures(srv.capture)
+        check("partial 4xx: OUTBOX -r delivers to later@x.test alone",
+              r.returncode == 0 and len(caps) == 1
+              and caps[0]["rcpt"] == ["later@x.test"]
+              and caps[0]["msg"]["Subject"] == "partial", (text(r), caps))
+        check("partial 4xx: the queue is empty afterwards",
+              h.queued_ids(root) == [] and h.queued_ids(root, "failed") == [],
+              h.spool_listing(root))
+    finally:
+        srv.stop()
+
+
 def main():
     top = tempfile.mkdtemp(prefix="devmail-oe2e-")
     pki = os.path.join(top, "pki")
@@ -437,6 +499,7 @@ def main():
         port = srv.start()
         root = test_retry_and_failed(top, srv, port, pki)
         test_bad_input(top, root)
+        test_partial_rcpt(top, pki)
         test_crash(top, srv, port, pki)
     finally:
         srv.stop()
