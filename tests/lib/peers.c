@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -28,6 +27,7 @@
 #include <gnutls/gnutls.h>
 
 #include "core/base64.h"
+#include "testroot.h"
 
 static long peers_now_ms(void)
 {
@@ -68,34 +68,17 @@ static int peers_reap(pid_t pid, long timeout_ms)
 enum dm_status peer_tempdir(const char *tag, char *out, size_t cap,
                             struct dm_err *err)
 {
-	const char *tmp = getenv("TMPDIR");
-	if (!tmp || !*tmp)
-		tmp = "/tmp";
-	int n = snprintf(out, cap, "%s/devmail-%s-XXXXXX", tmp, tag);
-	if (n < 0 || (size_t)n >= cap)
-		return dm_err_set(err, DM_ENOMEM, "temp dir name too long");
-	if (!mkdtemp(out))
+	if (!testroot_make(tag, out, cap)) {
+		if (errno == ENAMETOOLONG)
+			return dm_err_set(err, DM_ENOMEM, "temp dir name too long");
 		return dm_err_set(err, DM_EIO, "mkdtemp %s: %s", out, strerror(errno));
+	}
 	return DM_OK;
-}
-
-static int peers_rm_one(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
 }
 
 void peer_rmtree(const char *dir)
 {
-	if (!dir || !strstr(dir, "/devmail-"))
-		return;
-	nftw(dir, peers_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	(void)testroot_remove(dir);
 }
 
 static const char *peers_source_dir(struct dm_err *err)

@@ -45,12 +45,13 @@ struct peer {
 };
 
 /* Makes a fresh directory under $TMPDIR (or /tmp) named devmail-<tag>-XXXXXX
- * into out[cap].  Errors: DM_EIO, DM_ENOMEM (cap too small). */
+ * into out[cap] (testroot_make() with a struct dm_err).
+ * Errors: DM_EIO, DM_ENOMEM (cap too small). */
 enum dm_status peer_tempdir(const char *tag, char *out, size_t cap,
                             struct dm_err *err);
 
-/* Removes a directory tree made by peer_tempdir() (best effort).  Refuses
- * paths that do not contain "/devmail-". */
+/* Removes a directory tree made by peer_tempdir() (best effort; see
+ * testroot_remove()).  Refuses paths that do not contain "/devmail-". */
 void peer_rmtree(const char *dir);
 
 /* Generates the test PKI (tests/lib/pki.sh) into dir: ca.pem, server.pem,
