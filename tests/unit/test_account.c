@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +19,7 @@
 #include "core/registry.h"
 #include "core/vault.h"
 #include "mail/account.h"
+#include "testroot.h"
 
 #define PW "Tr0ub4dor&3-unique-pw"
 
@@ -26,12 +27,6 @@ struct fx {
 	char root[256];
 	struct registry *reg;
 };
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
 
 static int fx_setup(void **state)
 {
@@ -41,8 +36,7 @@ static int fx_setup(void **state)
 	if (!f)
 		return -1;
 	dm_err_clear(&err);
-	snprintf(f->root, sizeof(f->root), "/tmp/dm-account-XXXXXX");
-	if (!mkdtemp(f->root))
+	if (!testroot_make("account", f->root, sizeof(f->root)))
 		return -1;
 	if (registry_open(f->root, &f->reg, &err) != DM_OK) {
 		fprintf(stderr, "open: %s\n", err.msg);
@@ -56,7 +50,7 @@ static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
 	registry_close(f->reg);
-	nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	assert_int_equal(testroot_remove(f->root), 0);
 	free(f);
 	return 0;
 }
@@ -66,24 +60,15 @@ static int fx_teardown(void **state)
 static char *slurp(const char *root, const char *name, size_t *len)
 {
 	char path[512];
-	FILE *fp;
-	char *buf;
-	long n;
 
 	*len = 0;
 	snprintf(path, sizeof(path), "%s/%s", root, name);
-	fp = fopen(path, "rb");
-	if (!fp)
-		return calloc(1, 1);
-	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
-	n = ftell(fp);
-	assert_true(n >= 0);
-	rewind(fp);
-	buf = malloc((size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	fclose(fp);
-	*len = (size_t)n;
+	char *buf = testroot_slurp(path, len);
+	if (!buf) {
+		assert_int_equal(errno, ENOENT);
+		buf = calloc(1, 1);
+		assert_non_null(buf);
+	}
 	return buf;
 }
 

@@ -9,7 +9,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "testroot.h"
 
 #define STAMP_RE "^([0-9]{2})/([0-9]{2})/([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})\\.([0-9]{3}), "
 #define STAMP_LEN 23
@@ -30,20 +30,10 @@ struct log_fixture {
 	char bak[300];
 };
 
-static int log_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	struct log_fixture *f = calloc(1, sizeof(*f));
-	const char *t = getenv("TMPDIR");
-	if (!f)
-		return -1;
-	snprintf(f->root, sizeof(f->root), "%s/dmlog.XXXXXX", t && *t ? t : "/tmp");
-	if (!mkdtemp(f->root))
+	if (!f || !testroot_make("log", f->root, sizeof(f->root)))
 		return -1;
 	snprintf(f->file, sizeof(f->file), "%s/log/system.log", f->root);
 	snprintf(f->bak, sizeof(f->bak), "%s/log/system.log.bak", f->root);
@@ -54,7 +44,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct log_fixture *f = *state;
-	nftw(f->root, log_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	assert_int_equal(testroot_remove(f->root), 0);
 	free(f);
 	return 0;
 }
@@ -69,25 +59,18 @@ struct lines {
 
 static void lines_read(const char *path, struct lines *l)
 {
-	FILE *fp = fopen(path, "rb");
+	size_t size = 0;
 	memset(l, 0, sizeof(*l));
-	if (!fp) {
+	l->buf = testroot_slurp(path, &size);
+	if (!l->buf) {
 		assert_int_equal(errno, ENOENT);
 		return;
 	}
-	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
-	long size = ftell(fp);
-	rewind(fp);
-	l->buf = malloc((size_t)size + 1);
-	assert_non_null(l->buf);
-	assert_int_equal(fread(l->buf, 1, (size_t)size, fp), (size_t)size);
-	fclose(fp);
-	l->buf[size] = '\0';
 	if (size > 0 && l->buf[size - 1] != '\n')
 		fail_msg("%s does not end with a newline", path);
-	assert_int_equal(strlen(l->buf), (size_t)size);   /* no NUL bytes */
+	assert_int_equal(strlen(l->buf), size);   /* no NUL bytes */
 	size_t count = 0;
-	for (long i = 0; i < size; i++)
+	for (size_t i = 0; i < size; i++)
 		count += l->buf[i] == '\n';
 	l->v = calloc(count + 1, sizeof(char *));
 	assert_non_null(l->v);
@@ -308,10 +291,7 @@ static void test_tail_foreign_file(void **state)
 
 	snprintf(dir, sizeof(dir), "%s/log", f->root);
 	assert_int_equal(mkdir(dir, 0700), 0);
-	FILE *fp = fopen(f->file, "w");
-	assert_non_null(fp);
-	fputs("first\n\nthird\nlast-no-newline", fp);
-	fclose(fp);
+	assert_int_equal(testroot_write(f->file, "first\n\nthird\nlast-no-newline"), 0);
 	t.n = 0;
 	assert_int_equal(log_tail(f->root, 10, tail_collect, &t, NULL), DM_OK);
 	assert_int_equal(t.n, 4);

@@ -23,48 +23,9 @@
 
 #include "core/paths.h"
 #include "mail/outbox.h"
+#include "testroot.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static void make_root(char *root, size_t cap)
-{
-	const char *t = getenv("TMPDIR");
-	snprintf(root, cap, "%s/dm-outbox-XXXXXX", t && *t ? t : "/tmp");
-	assert_non_null(mkdtemp(root));
-}
-
-static void rm_rf(const char *path)
-{
-	char cmd[DM_PATH_MAX + 32];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-	assert_int_equal(system(cmd), 0);
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
-
-	if (!f)
-		return NULL;
-	for (;;) {
-		if (n + 4096 + 1 > cap) {
-			cap = (n + 4096 + 1) * 2;
-			buf = realloc(buf, cap);
-			assert_non_null(buf);
-		}
-		size_t r = fread(buf + n, 1, 4096, f);
-		n += r;
-		if (r == 0)
-			break;
-	}
-	fclose(f);
-	buf[n] = '\0';
-	if (len)
-		*len = n;
-	return buf;
-}
 
 static size_t count_entries(const char *root, const char *sub)
 {
@@ -85,7 +46,7 @@ static bool log_has(const char *root, const char *needle)
 {
 	char path[DM_PATH_MAX];
 	snprintf(path, sizeof(path), "%s/log/system.log", root);
-	char *s = slurp(path, NULL);
+	char *s = testroot_slurp(path, NULL);
 	bool found = s && strstr(s, needle);
 	free(s);
 	return found;
@@ -345,6 +306,20 @@ static enum dm_status flag_deliver(void *ctx, const struct outbox_item *item,
 	return dm_err_set(err, DM_ETEMPFAIL, "kept for the test");
 }
 
+/* Overwrites the env of queued entry `id` with a version-1 envelope of a
+ * `size`-byte message; `extra` ("" or whole lines) goes before "end". */
+static void write_v1_env(const char *root, const char *id, size_t size, const char *extra)
+{
+	char path[DM_PATH_MAX], text[512];
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, id);
+	int n = snprintf(text, sizeof(text),
+	                 "DEVMAIL-OUTBOX 1\ncreated 1700000000\nattempts 0\nnext 1700000000\n"
+	                 "size %zu\nstate queued\nfrom device@example.com\nrcpt ops@example.com\n"
+	                 "%send\n", size, extra);
+	assert_true(n > 0 && (size_t)n < sizeof(text));
+	assert_int_equal(testroot_write(path, text), 0);
+}
+
 static void test_envelope_flags_persist(void **state)
 {
 	static const char *const ascii_rcpt[] = { "ops@example.com" };
@@ -359,7 +334,7 @@ static void test_envelope_flags_persist(void **state)
 	struct flagged l = { 0 };
 
 	(void)state;
-	make_root(root, sizeof(root));
+	assert_non_null(testroot_make("outbox", root, sizeof(root)));
 	ob = open_fake(root, &cc);
 	dm_err_clear(&err);
 	/* 0: 7-bit ASCII, 1: 8-bit body fed one byte at a time, 2: UTF-8
@@ -388,15 +363,15 @@ static void test_envelope_flags_persist(void **state)
 	size_t len;
 	char *env;
 	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, ids[0]);
-	assert_non_null(env = slurp(path, &len));
+	assert_non_null(env = testroot_slurp(path, &len));
 	assert_null(strstr(env, "flags"));
 	free(env);
 	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, ids[1]);
-	assert_non_null(env = slurp(path, &len));
+	assert_non_null(env = testroot_slurp(path, &len));
 	assert_non_null(strstr(env, "\nflags 8bitmime\n"));
 	free(env);
 	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, ids[2]);
-	assert_non_null(env = slurp(path, &len));
+	assert_non_null(env = testroot_slurp(path, &len));
 	assert_non_null(strstr(env, "\nflags 8bitmime smtputf8\n"));
 	free(env);
 
@@ -429,20 +404,8 @@ static void test_envelope_flags_persist(void **state)
 
 	/* a version-1 env written before the flags line existed still loads
 	 * (flags off); unknown flag words are ignored */
-	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, ids[1]);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fprintf(f, "DEVMAIL-OUTBOX 1\ncreated 1700000000\nattempts 0\nnext 1700000000\n"
-	        "size %zu\nstate queued\nfrom device@example.com\nrcpt ops@example.com\n"
-	        "end\n", strlen(body8));
-	fclose(f);
-	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, ids[2]);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fprintf(f, "DEVMAIL-OUTBOX 1\ncreated 1700000000\nattempts 0\nnext 1700000000\n"
-	        "size %zu\nstate queued\nfrom device@example.com\nrcpt ops@example.com\n"
-	        "flags binarymime smtputf8\nend\n", strlen(head8));
-	fclose(f);
+	write_v1_env(root, ids[1], strlen(body8), "");
+	write_v1_env(root, ids[2], strlen(head8), "flags binarymime smtputf8\n");
 	ob = open_fake(root, &cc);
 	memset(&l, 0, sizeof(l));
 	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, collect_flags, &l, &err), DM_OK);
@@ -452,7 +415,7 @@ static void test_envelope_flags_persist(void **state)
 	assert_false(l.b8[2]);
 	assert_true(l.u8[2]);
 	outbox_close(ob);
-	rm_rf(root);
+	assert_int_equal(testroot_remove(root), 0);
 }
 
 static void test_enqueue_durable(void **state)
@@ -463,18 +426,18 @@ static void test_enqueue_durable(void **state)
 	size_t len;
 	(void)state;
 
-	make_root(root, sizeof(root));
+	assert_non_null(testroot_make("outbox", root, sizeof(root)));
 	struct outbox *ob = open_fake(root, &cc);
 	enqueue_text(ob, MSG1, 2, id);
 
 	snprintf(path, sizeof(path), "%s/spool/queue/%s/msg", root, id);
-	char *body = slurp(path, &len);
+	char *body = testroot_slurp(path, &len);
 	assert_non_null(body);
 	assert_int_equal(len, strlen(MSG1));
 	assert_memory_equal(body, MSG1, len);
 	free(body);
 	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, id);
-	char *env = slurp(path, NULL);
+	char *env = testroot_slurp(path, NULL);
 	assert_non_null(env);
 	assert_non_null(strstr(env, "DEVMAIL-OUTBOX 1\n"));
 	assert_non_null(strstr(env, "rcpt boss@example.com\n"));
@@ -531,7 +494,7 @@ static void test_enqueue_durable(void **state)
 	assert_int_equal(count_entries(root, "tmp"), 0);
 
 	outbox_close(ob);
-	rm_rf(root);
+	assert_int_equal(testroot_remove(root), 0);
 }
 
 /* ---- delivery outcomes ----------------------------------------------------------- */
@@ -589,7 +552,7 @@ static void test_delivery_outcomes(void **state)
 	struct dm_err err;
 	(void)state;
 
-	make_root(root, sizeof(root));
+	assert_non_null(testroot_make("outbox", root, sizeof(root)));
 	struct outbox *ob = open_fake(root, &cc);
 	enqueue_text(ob, MSG1, 1, a);
 	enqueue_text(ob, MSG1, 1, b);
@@ -703,7 +666,7 @@ static void test_delivery_outcomes(void **state)
 	assert_int_equal(count_entries(root, "tmp"), 0);
 	assert_int_equal(outbox_next_due(ob, &when, NULL), DM_ENOTFOUND);
 	outbox_close(ob);
-	rm_rf(root);
+	assert_int_equal(testroot_remove(root), 0);
 }
 
 /* ---- locking ------------------------------------------------------------------------- */
@@ -716,7 +679,7 @@ static void test_locked_message_skipped(void **state)
 	struct dm_err err;
 	(void)state;
 
-	make_root(root, sizeof(root));
+	assert_non_null(testroot_make("outbox", root, sizeof(root)));
 	struct outbox *ob = open_fake(root, &cc);
 	enqueue_text(ob, MSG1, 1, id);
 	/* Another deliverer: the lock is on queue/<id>/msg (docs/outbox.md). */
@@ -741,7 +704,7 @@ static void test_locked_message_skipped(void **state)
 	assert_int_equal(dc.calls, 1);
 	assert_int_equal(count_entries(root, "queue"), 0);
 	outbox_close(ob);
-	rm_rf(root);
+	assert_int_equal(testroot_remove(root), 0);
 }
 
 /* ---- batches ---------------------------------------------------------------------------- */
@@ -785,7 +748,7 @@ static void test_batch_delivery(void **state)
 	struct outbox_stats stats = { 0 };
 	(void)state;
 
-	make_root(root, sizeof(root));
+	assert_non_null(testroot_make("outbox", root, sizeof(root)));
 	struct outbox *ob = open_fake(root, &cc);
 	for (int i = 0; i < 5; i++)
 		enqueue_text(ob, MSG1, 1, ids[i]);
@@ -810,7 +773,7 @@ static void test_batch_delivery(void **state)
 	assert_string_equal(q.id[0], ids[2]);
 	assert_string_equal(q.error[0], "connection lost");
 	outbox_close(ob);
-	rm_rf(root);
+	assert_int_equal(testroot_remove(root), 0);
 }
 
 /* ---- crash leftovers ------------------------------------------------------------------- */
@@ -821,7 +784,7 @@ static void test_stale_tmp_cleaned(void **state)
 	struct clockctx cc = { 1700000000, 0 };
 	(void)state;
 
-	make_root(root, sizeof(root));
+	assert_non_null(testroot_make("outbox", root, sizeof(root)));
 	struct outbox *ob = open_fake(root, &cc);
 	enqueue_text(ob, MSG1, 1, id);
 	outbox_close(ob);
@@ -830,10 +793,7 @@ static void test_stale_tmp_cleaned(void **state)
 	snprintf(path, sizeof(path), "%s/spool/tmp/20990101T000000-000001-1-00000000", root);
 	assert_int_equal(mkdir(path, 0700), 0);
 	strcat(path, "/msg");
-	FILE *fp = fopen(path, "w");
-	assert_non_null(fp);
-	fputs("partial", fp);
-	fclose(fp);
+	assert_int_equal(testroot_write(path, "partial"), 0);
 	snprintf(path, sizeof(path), "%s/spool/tmp/20990101T000000-000002-1-00000000.del", root);
 	assert_int_equal(mkdir(path, 0700), 0);
 
@@ -850,7 +810,7 @@ static void test_stale_tmp_cleaned(void **state)
 	/* A queue entry marked failed by a move that was cut short. */
 	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, id);
 	size_t len;
-	char *env = slurp(path, &len);
+	char *env = testroot_slurp(path, &len);
 	char *st = strstr(env, "state queued");
 	assert_non_null(st);
 	memcpy(st, "state failed", 12);
@@ -874,7 +834,7 @@ static void test_stale_tmp_cleaned(void **state)
 	assert_int_equal(outbox_list(ob, OUTBOX_FAILED, collect, &l, &err), DM_EINVAL);
 	assert_non_null(strstr(err.msg, "version 9"));
 	outbox_close(ob);
-	rm_rf(root);
+	assert_int_equal(testroot_remove(root), 0);
 }
 
 /* ---- two processes at once ------------------------------------------------------------- */
@@ -923,7 +883,7 @@ static void test_two_deliverers(void **state)
 	pid_t kids[2];
 	(void)state;
 
-	make_root(root, sizeof(root));
+	assert_non_null(testroot_make("outbox", root, sizeof(root)));
 	snprintf(sink, sizeof(sink), "%s/sink", root);
 	cc.now = time(NULL);
 	struct outbox *ob = open_fake(root, &cc);
@@ -963,7 +923,7 @@ static void test_two_deliverers(void **state)
 		assert_int_equal(WEXITSTATUS(status), 0);
 	}
 	/* Every id exactly once. */
-	char *all = slurp(sink, NULL);
+	char *all = testroot_slurp(sink, NULL);
 	assert_non_null(all);
 	size_t lines = 0;
 	for (char *p = all; *p; p++)
@@ -980,7 +940,7 @@ static void test_two_deliverers(void **state)
 	}
 	free(all);
 	assert_int_equal(count_entries(root, "queue"), 0);
-	rm_rf(root);
+	assert_int_equal(testroot_remove(root), 0);
 }
 
 /* ---- SIGKILL at random points ------------------------------------------------------------ */
@@ -1085,7 +1045,7 @@ static size_t parse_sink(const char *root, const char *path, struct rec *recs,
                          size_t max, bool torn_ok)
 {
 	size_t len, n = 0;
-	char *s = slurp(path, &len);
+	char *s = testroot_slurp(path, &len);
 	if (!s)
 		return 0;
 	size_t off = 0;
@@ -1106,7 +1066,7 @@ static size_t parse_sink(const char *root, const char *path, struct rec *recs,
 		char opath[DM_PATH_MAX + 32];
 		snprintf(opath, sizeof(opath), "%s/orig/%u", root, seq);
 		size_t olen;
-		char *orig = slurp(opath, &olen);
+		char *orig = testroot_slurp(opath, &olen);
 		assert_non_null(orig);
 		if (olen != blen || memcmp(orig, body, blen) != 0)
 			fail_msg("message seq %u (%s) delivered with different bytes", seq, id);
@@ -1140,7 +1100,7 @@ static void test_sigkill_random_points(void **state)
 		long killstep = 0;
 
 		xs(&rng);
-		make_root(root, sizeof(root));
+		assert_non_null(testroot_make("outbox", root, sizeof(root)));
 		snprintf(sink1, sizeof(sink1), "%s/sink1", root);
 		snprintf(sink2, sizeof(sink2), "%s/sink2", root);
 		snprintf(seedbuf, sizeof(seedbuf), "%u", run + 1);
@@ -1196,14 +1156,14 @@ static void test_sigkill_random_points(void **state)
 					snprintf(fpath, sizeof(fpath), "%s/%.64s/msg", fdir, de->d_name);
 			closedir(d);
 			size_t flen, olen;
-			char *fm = slurp(fpath, &flen);
+			char *fm = testroot_slurp(fpath, &flen);
 			assert_non_null(fm);
 			const char *x = strstr(fm, "X-Seq: ");
 			assert_non_null(x);
 			failed_seq = atoi(x + 7);
 			assert_int_equal(failed_seq % 6, 4);
 			snprintf(opath, sizeof(opath), "%s/orig/%d", root, failed_seq);
-			char *om = slurp(opath, &olen);
+			char *om = testroot_slurp(opath, &olen);
 			assert_non_null(om);
 			assert_int_equal(flen, olen);
 			assert_memory_equal(fm, om, flen);
@@ -1254,7 +1214,7 @@ static void test_sigkill_random_points(void **state)
 		assert_int_equal(count_entries(root, "tmp"), 0);
 		marks_free(&m1);
 		marks_free(&m2);
-		rm_rf(root);
+		assert_int_equal(testroot_remove(root), 0);
 	}
 	print_message("outbox crash: %u self-kills at steps, %u kills from outside, %u allowed duplicates\n",
 	              self_kills, outside_kills, dups);

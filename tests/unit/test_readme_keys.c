@@ -15,22 +15,20 @@
 #include <string.h>
 
 #include "core/schema.h"
+#include "testroot.h"
 
 #define CELLS 4
 
+/* README.md of the source tree, malloc'd. */
 static char *load_readme(void)
 {
 	const char *src = getenv("DEVMAIL_SOURCE_DIR");
 	char path[1024];
-	static char buf[1 << 18];
 
 	assert_non_null(src);
 	snprintf(path, sizeof(path), "%s/README.md", src);
-	FILE *fp = fopen(path, "r");
-	assert_non_null(fp);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-	fclose(fp);
-	buf[n] = '\0';
+	char *buf = testroot_slurp(path, NULL);
+	assert_non_null(buf);
 	return buf;
 }
 
@@ -106,6 +104,7 @@ static void test_readme_table_matches_schema(void **state)
 	if (row != nkeys + 2)
 		fail_msg("README lists %zu keys, the schema has %zu",
 		         row >= 2 ? row - 2 : 0, nkeys);
+	free(text);
 }
 
 int main(void)

@@ -9,7 +9,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,17 +19,12 @@
 
 #include "core/registry.h"
 #include "core/vault.h"
+#include "testroot.h"
 
 struct fx {
 	char root[256];
 	struct registry *reg;
 };
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
 
 static int fx_setup(void **state)
 {
@@ -38,8 +32,7 @@ static int fx_setup(void **state)
 	struct dm_err err;
 
 	dm_err_clear(&err);
-	snprintf(f->root, sizeof(f->root), "/tmp/dm-registry-XXXXXX");
-	if (!mkdtemp(f->root))
+	if (!f || !testroot_make("registry", f->root, sizeof(f->root)))
 		return -1;
 	if (registry_open(f->root, &f->reg, &err) != DM_OK) {
 		fprintf(stderr, "open: %s\n", err.msg);
@@ -53,7 +46,7 @@ static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
 	registry_close(f->reg);
-	nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	assert_int_equal(testroot_remove(f->root), 0);
 	free(f);
 	return 0;
 }
@@ -103,21 +96,7 @@ static void check_reg(struct registry *reg, const char *k, const char *want,
 
 static void write_file(const char *path, const char *text)
 {
-	FILE *fp = fopen(path, "w");
-	assert_non_null(fp);
-	fputs(text, fp);
-	assert_int_equal(fclose(fp), 0);
-}
-
-static char *read_text(const char *path)
-{
-	static char buf[1 << 16];
-	FILE *fp = fopen(path, "r");
-	assert_non_null(fp);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-	fclose(fp);
-	buf[n] = '\0';
-	return buf;
+	assert_int_equal(testroot_write(path, text), 0);
 }
 
 static const char *regtool_path(void)
@@ -358,7 +337,8 @@ static void test_export_import_round_trip(void **state)
 	set_ok(f->reg, "Email/Username", "bob");
 	snprintf(path, sizeof(path), "%s/export.ini", f->root);
 	assert_int_equal(registry_export(f->reg, path, NULL), DM_OK);
-	const char *text = read_text(path);
+	char *text = testroot_slurp(path, NULL);
+	assert_non_null(text);
 	assert_non_null(strstr(text, "\n[Email]\nPort = 587\n"));
 	assert_non_null(strstr(text, "\nPassword = dmv1:"));
 	assert_non_null(strstr(text, "\n[Events/OnBoot]\nEmail = true\n"));
@@ -374,6 +354,7 @@ static void test_export_import_round_trip(void **state)
 	dump_all(g.reg, &d2);
 	assert_string_equal(d1.buf, d2.buf);
 	registry_close(g.reg);
+	free(text);
 	free(sealed);
 }
 

@@ -16,6 +16,7 @@
 #include "core/registry.h"
 #include "core/vault.h"
 #include "shell/shell.h"
+#include "testroot.h"
 
 struct fx {
 	char root[256];
@@ -28,19 +29,11 @@ static int fx_setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
-	snprintf(f->root, sizeof(f->root), "/tmp/devmail-test-shell-XXXXXX");
-	assert_non_null(mkdtemp(f->root));
+	assert_non_null(testroot_make("test-shell", f->root, sizeof(f->root)));
 	struct shell_settings s = { .root = f->root, .out = stdout, .err = stderr };
 	assert_int_equal(shell_new(&s, &f->sh, NULL), DM_OK);
 	*state = f;
 	return 0;
-}
-
-static void rm_tree(const char *root)
-{
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-	assert_int_equal(system(cmd), 0);
 }
 
 static int fx_teardown(void **state)
@@ -49,7 +42,7 @@ static int fx_teardown(void **state)
 	shell_free(f->sh);
 	free(f->out);
 	free(f->err);
-	rm_tree(f->root);
+	assert_int_equal(testroot_remove(f->root), 0);
 	free(f);
 	return 0;
 }
@@ -293,10 +286,8 @@ static void test_reg_export_import(void **state)
 
 	char bad[400];
 	snprintf(bad, sizeof(bad), "%s/bad.ini", f->root);
-	FILE *b = fopen(bad, "w");
-	assert_non_null(b);
-	fputs("[Email]\nMailHost = other.example.org\nPort = 99999\n", b);
-	fclose(b);
+	assert_int_equal(testroot_write(bad, "[Email]\nMailHost = other.example.org\n"
+	                                     "Port = 99999\n"), 0);
 	snprintf(line, sizeof(line), "REG -i %s", bad);
 	assert_int_equal(run(f, line), 65);
 	assert_has(f->err, "99999");

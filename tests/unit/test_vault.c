@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 
 #include "core/base64.h"
 #include "core/vault.h"
+#include "testroot.h"
 
 #define NONCE_LEN 12
 #define TAG_LEN 16
@@ -29,27 +29,13 @@ struct vault_fixture {
 	char keypath[300];
 };
 
-static void vault_tmpdir(char *out, size_t cap)
-{
-	const char *t = getenv("TMPDIR");
-	snprintf(out, cap, "%s/dmvault.XXXXXX", t && *t ? t : "/tmp");
-	assert_non_null(mkdtemp(out));
-}
-
-static int vault_rm_cb(const char *p, const struct stat *sb, int flag,
-                       struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	struct vault_fixture *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -1;
-	vault_tmpdir(f->root, sizeof(f->root));
-	vault_tmpdir(f->root2, sizeof(f->root2));
+	assert_non_null(testroot_make("vault", f->root, sizeof(f->root)));
+	assert_non_null(testroot_make("vault", f->root2, sizeof(f->root2)));
 	snprintf(f->keypath, sizeof(f->keypath), "%s/vault.key", f->root);
 	*state = f;
 	return 0;
@@ -58,8 +44,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct vault_fixture *f = *state;
-	nftw(f->root, vault_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-	nftw(f->root2, vault_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	assert_int_equal(testroot_remove(f->root), 0);
+	assert_int_equal(testroot_remove(f->root2), 0);
 	free(f);
 	return 0;
 }
