@@ -13,6 +13,7 @@
  * RequireTLS without STARTTLS, AUTH offered only in clear, wrong password,
  * 4xx/5xx at RCPT and after DATA, SIZE exceeded.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,7 @@
 #include "mail/message.h"
 #include "mail/smtp.h"
 #include "peers.h"
+#include "testroot.h"
 
 #define USER "alice"
 #define PASS "c0rrect horse:battery"   /* ':' inside: the peers split at the first */
@@ -63,8 +65,8 @@ static int group_setup(void **state)
 	(void)state;
 	struct dm_err err;
 	dm_err_clear(&err);
-	if (peer_tempdir("interop", root, sizeof root, &err) != DM_OK) {
-		fprintf(stderr, "interop: %s\n", err.msg);
+	if (!testroot_make("interop", root, sizeof root)) {
+		fprintf(stderr, "interop: temp root: %s\n", strerror(errno));
 		return -1;
 	}
 	snprintf(pki, sizeof pki, "%s/pki", root);
@@ -78,7 +80,10 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	peer_rmtree(root);
+	if (testroot_remove(root) != 0) {
+		fprintf(stderr, "interop: could not remove %s\n", root);
+		return -1;
+	}
 	return 0;
 }
 
