@@ -9,50 +9,19 @@ Stdlib only; run with Debian's /usr/bin/python3.  Every wait has a deadline;
 the child is killed by PID at the end.  Exits non-zero on any failure.
 """
 import os
-import pty
-import re
-import select
-import termios
-import shutil
-import signal
 import stat
 import subprocess
 import sys
-import tempfile
-import time
 
-BUILD = os.environ.get("DEVMAIL_BUILD_DIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
-DEVMAIL = os.path.join(BUILD, "devmail")
-STEP_SECONDS = 20          # deadline for one command's reply
+sys.path.insert(0, os.path.join(
+    os.environ.get("DEVMAIL_SOURCE_DIR")
+    or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."),
+    "tests", "lib"))
+from dmtest import (DEVMAIL, STEP_SECONDS, Pty, check, clean_env,  # noqa: E402
+                    exited_with, oneshot, run_main)
+
 HOST = "testhost-7"
 PROMPT = HOST + " /> "
-
-passed = 0
-failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok   " + name)
-    else:
-        failed += 1
-        print("FAIL " + name + (": " + detail if detail else ""))
-
-
-def clean_env():
-    env = dict(os.environ)
-    env.pop("DEVMAIL_ROOT", None)
-    env["TERM"] = "xterm"
-    return env
-
-
-def oneshot(root, *args, stdin=None):
-    return subprocess.run([DEVMAIL, "--root", root] + list(args),
-                          input=stdin, capture_output=True, text=True,
-                          timeout=STEP_SECONDS, env=clean_env())
 
 
 def test_oneshot(root):
@@ -143,103 +112,6 @@ def test_oneshot(root):
     check("REG IpConfig/HostName", r.returncode == 0, r.stderr)
 
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b[=>]|\x07")
-
-
-class Pty:
-    def __init__(self, argv):
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:
-            try:
-                os.execve(argv[0], argv, clean_env())
-            finally:
-                os._exit(127)
-        self.buf = ""
-        self.pos = 0       # text before pos has been matched already
-        self.status = None
-
-    def _read(self, deadline):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        r, _, _ = select.select([self.fd], [], [], min(left, 0.5))
-        if not r:
-            return True
-        try:
-            data = os.read(self.fd, 4096)
-        except OSError:
-            return False    # EIO: the child closed the terminal
-        if not data:
-            return False
-        self.buf += ANSI.sub("", data.decode("utf-8", "replace")).replace("\r", "")
-        return True
-
-    def expect(self, text, seconds=STEP_SECONDS):
-        """Waits until `text` appears after the last match; True if it did."""
-        deadline = time.monotonic() + seconds
-        while True:
-            i = self.buf.find(text, self.pos)
-            if i >= 0:
-                self.pos = i + len(text)
-                return True
-            if not self._read(deadline):
-                i = self.buf.find(text, self.pos)
-                if i >= 0:
-                    self.pos = i + len(text)
-                    return True
-                return False
-
-    def send(self, s):
-        os.write(self.fd, s.encode())
-
-    def wait_editing(self, seconds=STEP_SECONDS):
-        """Waits until libedit has put the terminal into its own (non-
-        canonical) mode.  A control key typed before that is handled by the
-        kernel's line discipline, not by the console (typeahead), so tests
-        of Ctrl-C, Ctrl-D and arrow keys wait for this first.  On Linux the
-        master side reports the slave's termios."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                if not termios.tcgetattr(self.fd)[3] & termios.ICANON:
-                    return True
-            except termios.error:
-                return False
-            self._read(min(deadline, time.monotonic() + 0.05))
-        return False
-
-    def key(self, s):
-        """Sends an editing key once the line editor is reading."""
-        if not self.wait_editing():
-            raise AssertionError("line editor never took the terminal")
-        self.send(s)
-
-    def since_last(self):
-        return self.buf[self.pos:]
-
-    def wait_exit(self, seconds=STEP_SECONDS):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            pid, st = os.waitpid(self.pid, os.WNOHANG)
-            if pid == self.pid:
-                self.status = st
-                return st
-            self._read(min(deadline, time.monotonic() + 0.2))
-        return None
-
-    def kill(self):
-        if self.status is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-
-
 def command(p, line, expect, name):
     """Types a line, checks `expect` appears in its output, waits for the prompt."""
     p.send(line + "\r")
@@ -293,7 +165,7 @@ def test_interactive(root):
         p.send("EXIT\r")
         st = p.wait_exit()
         check("EXIT ends the console with status 0",
-              st is not None and os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0,
+              exited_with(st, 0),
               repr(st))
     finally:
         p.kill()
@@ -315,7 +187,7 @@ def test_interactive(root):
         ok = p.expect("EXIT")
         st = p.wait_exit()
         check("history is loaded by the next session",
-              ok and st is not None and os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0,
+              ok and exited_with(st, 0),
               repr(p.buf[-300:]))
     finally:
         p.kill()
@@ -327,26 +199,13 @@ def test_interactive(root):
         p.key("\x04")
         st = p.wait_exit()
         check("Ctrl-D leaves with status 0",
-              st is not None and os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0, repr(st))
+              exited_with(st, 0), repr(st))
     finally:
         p.kill()
 
 
 def main():
-    if not os.access(DEVMAIL, os.X_OK):
-        print("devmail binary not found at " + DEVMAIL)
-        print("0 passed, 1 failed")
-        return 1
-    root = tempfile.mkdtemp(prefix="devmail-console-")
-    try:
-        test_oneshot(root)
-        test_interactive(root)
-    except Exception as e:      # an unexpected error is a failure, not a crash
-        check("no unexpected exception", False, repr(e))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 0 if failed == 0 else 1
+    return run_main("console", (test_oneshot, test_interactive))
 
 
 if __name__ == "__main__":

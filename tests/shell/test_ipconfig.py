@@ -14,51 +14,21 @@ Stdlib only; Debian's /usr/bin/python3.  Every wait has a deadline; every
 child is killed by PID at the end.  Exits non-zero on any failure.
 """
 import os
-import pty
 import re
-import select
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 
-BUILD = os.environ.get("DEVMAIL_BUILD_DIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
-DEVMAIL = os.path.join(BUILD, "devmail")
-STEP_SECONDS = 20
+sys.path.insert(0, os.path.join(
+    os.environ.get("DEVMAIL_SOURCE_DIR")
+    or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."),
+    "tests", "lib"))
+from dmtest import DEVMAIL, Pty, check, exited_with, oneshot, run_main  # noqa: E402
+
 HOST = "ipc-host-3"
 PROMPT = HOST + " /> "
 PW_SCRIPT = "scr1pt-Pw-7781"
 PW_PTY = "Pty-S3cret-4417"
 PW_WRONG = "typo-4417-Pty"
 
-passed = 0
-failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok   " + name)
-    else:
-        failed += 1
-        print("FAIL " + name + (": " + detail if detail else ""))
-
-
-def clean_env():
-    env = dict(os.environ)
-    env.pop("DEVMAIL_ROOT", None)
-    env["TERM"] = "xterm"
-    return env
-
-
-def oneshot(root, *args, stdin=None):
-    return subprocess.run([DEVMAIL, "--root", root] + list(args),
-                          input=stdin, capture_output=True, text=True,
-                          timeout=STEP_SECONDS, env=clean_env())
 
 
 def snapshot(root):
@@ -91,84 +61,6 @@ def secret_in_files(root, secret):
             if needle in file_bytes(p):
                 hits.append(os.path.relpath(p, root))
     return hits
-
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b[=>]|\x07")
-
-
-class Pty:
-    def __init__(self, argv):
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:
-            try:
-                os.execve(argv[0], argv, clean_env())
-            finally:
-                os._exit(127)
-        self.buf = ""
-        self.raw = b""
-        self.pos = 0
-        self.status = None
-
-    def _read(self, deadline):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        r, _, _ = select.select([self.fd], [], [], min(left, 0.5))
-        if not r:
-            return True
-        try:
-            data = os.read(self.fd, 4096)
-        except OSError:
-            return False
-        if not data:
-            return False
-        self.raw += data
-        self.buf += ANSI.sub("", data.decode("utf-8", "replace")).replace("\r", "")
-        return True
-
-    def expect(self, text, seconds=STEP_SECONDS):
-        deadline = time.monotonic() + seconds
-        while True:
-            i = self.buf.find(text, self.pos)
-            if i >= 0:
-                self.pos = i + len(text)
-                return True
-            if not self._read(deadline):
-                i = self.buf.find(text, self.pos)
-                if i >= 0:
-                    self.pos = i + len(text)
-                    return True
-                return False
-
-    def send(self, s):
-        os.write(self.fd, s.encode())
-
-    def wait_exit(self, seconds=STEP_SECONDS):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            pid, st = os.waitpid(self.pid, os.WNOHANG)
-            if pid == self.pid:
-                self.status = st
-                return st
-            self._read(min(deadline, time.monotonic() + 0.2))
-        return None
-
-    def drain(self, seconds=2):
-        deadline = time.monotonic() + seconds
-        while self._read(deadline):
-            pass
-
-    def kill(self):
-        if self.status is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
 
 
 def answer(p, prompt, text, name):
@@ -317,8 +209,7 @@ def test_setup_pty(root):
         check("console prompt after -E", p.expect(PROMPT), repr(p.buf[-300:]))
         p.send("EXIT\r")
         st = p.wait_exit()
-        check("console exits 0", st is not None and os.WIFEXITED(st)
-              and os.WEXITSTATUS(st) == 0, repr(st))
+        check("console exits 0", exited_with(st, 0), repr(st))
         p.drain(1)
     finally:
         p.kill()
@@ -371,8 +262,7 @@ def test_setup_465(root):
               p.expect("Email account saved.\n") and p.expect("Security:   SMTPS"),
               repr(p.buf[-500:]))
         st = p.wait_exit()
-        check("465: exit 0", st is not None and os.WIFEXITED(st)
-              and os.WEXITSTATUS(st) == 0, repr(st))
+        check("465: exit 0", exited_with(st, 0), repr(st))
     finally:
         p.kill()
     snap = snapshot(root)
@@ -394,8 +284,7 @@ def test_setup_465(root):
             answer(p, prompt, "", "587: keep " + prompt)
         st = p.wait_exit()
         p.drain(1)
-        check("587: exit 0", st is not None and os.WIFEXITED(st)
-              and os.WEXITSTATUS(st) == 0, repr(p.buf[-400:]))
+        check("587: exit 0", exited_with(st, 0), repr(p.buf[-400:]))
     finally:
         p.kill()
     snap = snapshot(root)
@@ -446,8 +335,7 @@ def test_setup_interrupt(root):
         st = p.wait_exit()
         p.drain(1)
         check("three mismatches: exit 65, nothing changed",
-              st is not None and os.WIFEXITED(st) and os.WEXITSTATUS(st) == 65
-              and "nothing changed" in p.buf, repr(p.buf[-300:]))
+              exited_with(st, 65) and "nothing changed" in p.buf, repr(p.buf[-300:]))
     finally:
         p.kill()
     check("three mismatches: registry unchanged", snapshot(root) == before)
@@ -491,24 +379,8 @@ def test_token(root):
 
 
 def main():
-    if not os.access(DEVMAIL, os.X_OK):
-        print("devmail binary not found at " + DEVMAIL)
-        print("0 passed, 1 failed")
-        return 1
-    root = tempfile.mkdtemp(prefix="devmail-ipconfig-")
-    try:
-        test_display(root)
-        test_script(root)
-        test_setup_pty(root)
-        test_setup_465(root)
-        test_setup_interrupt(root)
-        test_token(root)
-    except Exception as e:
-        check("no unexpected exception", False, repr(e))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 0 if failed == 0 else 1
+    return run_main("ipconfig", (test_display, test_script, test_setup_pty,
+                                 test_setup_465, test_setup_interrupt, test_token))
 
 
 if __name__ == "__main__":
