@@ -131,6 +131,19 @@ struct smtp_client {
 
 /* ---- transcript and state ------------------------------------------------ */
 
+/* Hands one line to the transcript with control characters (tab
+ * excepted) shown as '?': server text (and our notes quoting it) goes to
+ * a terminal with -v, and an ESC sequence there would be obeyed.  `line`
+ * is modified. */
+static void smtp_transcript_line(struct smtp_client *c, enum smtp_dir dir,
+                                 char *line)
+{
+	for (unsigned char *p = (unsigned char *)line; *p; p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			*p = '?';
+	c->transcript(c->tctx, dir, line);
+}
+
 static void smtp_note(struct smtp_client *c, enum smtp_dir dir,
                       const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void smtp_note(struct smtp_client *c, enum smtp_dir dir,
@@ -143,7 +156,7 @@ static void smtp_note(struct smtp_client *c, enum smtp_dir dir,
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	c->transcript(c->tctx, dir, line);
+	smtp_transcript_line(c, dir, line);
 }
 
 /* The only place the state changes. */
@@ -158,8 +171,11 @@ static void smtp_set_state(struct smtp_client *c, enum smtp_state next)
 static void smtp_on_raw_line(void *ctx, const char *line)
 {
 	struct smtp_client *c = ctx;
-	if (c->transcript)
-		c->transcript(c->tctx, SMTP_DIR_SERVER, line);
+	if (!c->transcript)
+		return;
+	char copy[SMTP_REPLY_LINE_MAX + 2];
+	snprintf(copy, sizeof(copy), "%s", line);
+	smtp_transcript_line(c, SMTP_DIR_SERVER, copy);
 }
 
 /* ---- errors -------------------------------------------------------------- */

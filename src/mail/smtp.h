@@ -30,7 +30,9 @@ enum smtp_dir {
 	SMTP_DIR_INFO,     /* an engine note: state transition, TLS, policy */
 };
 
-/* Called once per line, without CRLF.  `line` is only valid during the call. */
+/* Called once per line, without CRLF.  `line` is only valid during the call.
+ * Control characters other than tab (ESC sequences from a server, a bare
+ * CR) are shown as '?': the line is safe to print on a terminal. */
 typedef void (*smtp_transcript_fn)(void *ctx, enum smtp_dir dir,
                                    const char *line);
 

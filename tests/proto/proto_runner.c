@@ -926,14 +926,19 @@ int main(int argc, char **argv)
 			snprintf(got, sizeof(got), "%.1000s", resline);
 			ok = !strcmp(want, resline);
 		} else if (!strcmp(key, "transcript-has")) {
-			snprintf(cc, sizeof(cc), "%.500s\n", rest);
+			char un[512];
+			snprintf(a, sizeof(a), "%.500s", rest);
+			unescape(a, un);
+			snprintf(cc, sizeof(cc), "%.500s\n", un);
 			snprintf(b, sizeof(b), "\n%.500s", cc);
 			snprintf(got, sizeof(got), "(see transcript)");
 			ok = transcript && (strncmp(transcript, cc, strlen(cc)) == 0 ||
 			                    strstr(transcript, b));
 		} else if (!strcmp(key, "transcript-lacks")) {
+			snprintf(a, sizeof(a), "%.500s", rest);
+			unescape(a, b);
 			snprintf(got, sizeof(got), "(found in transcript)");
-			ok = !transcript || !strstr(transcript, rest);
+			ok = !transcript || !strstr(transcript, b);
 		} else {
 			die("line %d: unknown expectation '%s'", expects[i].line, key);
 		}
