@@ -7,8 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#define PATHS_TMP_TRIES 16   /* random temp names tried before giving up */
 
 enum dm_status paths_root(const char *cli_root, char *out, size_t cap,
                           struct dm_err *err)
@@ -111,13 +114,32 @@ enum dm_status paths_write_atomic(const char *path, const void *data,
 {
 	char tmp[DM_PATH_MAX], dir[DM_PATH_MAX];
 	const char *p = data;
-	int fd;
+	int fd = -1;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-		return dm_err_set(err, DM_EINVAL, "path too long: %s", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	/* The temp file gets a random name and is created exclusively, never
+	 * through a symbolic link: with a predictable name (path.tmp.<pid>)
+	 * in a shared directory (REG -x /tmp/x.ini) anyone could plant a
+	 * link there and have us truncate and write the file it points to. */
+	for (int tries = 0; tries < PATHS_TMP_TRIES && fd < 0; tries++) {
+		unsigned char rnd[8];
+		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+			return dm_err_set(err, DM_EIO, "cannot create a temp name for "
+			                  "%s: getrandom: %s", path, strerror(errno));
+		int n = snprintf(tmp, sizeof(tmp), "%s.tmp.", path);
+		if (n < 0 || (size_t)n + 2 * sizeof(rnd) >= sizeof(tmp))
+			return dm_err_set(err, DM_EINVAL, "path too long: %s", path);
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			snprintf(tmp + n + 2 * i, 3, "%02x", rnd[i]);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		          mode);
+		if (fd < 0 && errno != EEXIST)
+			return dm_err_set(err, DM_EIO, "cannot create %s: %s", tmp,
+			                  strerror(errno));
+	}
 	if (fd < 0)
-		return dm_err_set(err, DM_EIO, "cannot create %s: %s", tmp, strerror(errno));
+		return dm_err_set(err, DM_EIO, "cannot create a temp file next to %s: "
+		                  "%d random names were all taken", path,
+		                  PATHS_TMP_TRIES);
 	while (len > 0) {
 		ssize_t w = write(fd, p, len);
 		if (w < 0) {

@@ -29,7 +29,12 @@ enum dm_status paths_join(const char *root, const char *rel, char *out,
 enum dm_status paths_mkdirs(const char *dir, unsigned mode, struct dm_err *err);
 
 /* Durable file write: temp file in the same directory, write, fsync,
- * rename over `path`, fsync the directory.  `mode` applies to the new file. */
+ * rename over `path`, fsync the directory.  `mode` applies to the new file.
+ * The temp file is "<path>.tmp.<16 random hex digits>", created with
+ * O_EXCL | O_NOFOLLOW (a planted file or symbolic link is never written
+ * through; a taken name is retried, 16 times at most).  A symbolic link at
+ * `path` itself is replaced, not followed.  Errors: DM_EINVAL (path too
+ * long), DM_EIO (create, write, fsync, rename). */
 enum dm_status paths_write_atomic(const char *path, const void *data,
                                   size_t len, unsigned mode,
                                   struct dm_err *err);
