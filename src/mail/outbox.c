@@ -993,6 +993,7 @@ static void ob_item_fill(const struct outbox *ob, struct outbox_item *it,
 	it->failed = env->failed;
 	it->needs_8bit = env->needs_8bit;
 	it->needs_smtputf8 = env->needs_smtputf8;
+	it->damaged = false;
 }
 
 /* "diagnosis (server said: 451 4.3.0 text)" on one line. */
@@ -1130,6 +1131,42 @@ static enum dm_status ob_slot_take(struct outbox *ob, struct ob_slot *s,
 	return DM_OK;
 }
 
+/* Moves queue/<id>, whose env cannot be read, to failed/ as it is (the
+ * files are kept for the operator; OUTBOX -f lists it as damaged) and logs
+ * "failed <id>: <reason>".  Best effort: a message locked by someone else
+ * or a local error leaves it where it is for the next run. */
+static void ob_move_damaged(struct outbox *ob, const char *id,
+                            struct outbox_stats *stats)
+{
+	char dir[DM_PATH_MAX], from[DM_PATH_MAX], to[DM_PATH_MAX];
+	struct ob_env *env = NULL;
+	struct dm_err e;
+	int fd = -1;
+
+	dm_err_clear(&e);
+	if (ob_path(from, ob->queue, id, NULL, NULL) != DM_OK ||
+	    ob_path(to, ob->failed, id, NULL, NULL) != DM_OK)
+		return;
+	snprintf(dir, sizeof(dir), "%s", from);
+	if (ob_lock(ob->queue, id, &fd, NULL) != DM_OK)
+		return;
+	/* re-read under the lock: a writer may have just replaced it */
+	if (ob_env_read(dir, &env, &e) != DM_EINVAL) {
+		ob_env_free(env);
+		close(fd);
+		return;
+	}
+	if (rename(from, to) == 0) {
+		(void)paths_fsync_dir(ob->failed, NULL);
+		(void)paths_fsync_dir(ob->queue, NULL);
+		ob_step(ob, "fail-move", id);
+		stats->failed++;
+		log_write(ob->root, ob->opt.log_max_size, NULL,
+		          "failed %s: damaged envelope, not delivered: %s", id, e.msg);
+	}
+	close(fd);
+}
+
 /* Hands n locked slots to fn and applies the outcomes. */
 static enum dm_status ob_run(struct outbox *ob, struct ob_slot *slots, size_t n,
                              outbox_batch_fn fn, void *ctx,
@@ -1217,8 +1254,18 @@ static enum dm_status ob_deliver_due(struct outbox *ob, size_t max_batch,
 			const char *id = ids.id[next++];
 			struct ob_env *env = NULL;
 			/* Cheap unlocked look first: most entries are not due. */
-			if (ob_path(dir, ob->queue, id, NULL, NULL) != DM_OK ||
-			    ob_env_read(dir, &env, NULL) != DM_OK)
+			struct dm_err e;
+			dm_err_clear(&e);
+			if (ob_path(dir, ob->queue, id, NULL, NULL) != DM_OK)
+				continue;
+			enum dm_status rd = ob_env_read(dir, &env, &e);
+			if (rd == DM_EINVAL) {
+				/* Never deliverable: move it where an operator sees it
+				 * instead of skipping it forever. */
+				ob_move_damaged(ob, id, stats);
+				continue;
+			}
+			if (rd != DM_OK)
 				continue;
 			bool due = env->failed || env->next_try <= ob_now(ob);
 			ob_env_free(env);
@@ -1341,10 +1388,29 @@ enum dm_status outbox_list(struct outbox *ob, enum outbox_which which,
 			st = r;
 			break;
 		}
-		r = ob_env_read(dir, &env, err);
+		struct dm_err e;
+		dm_err_clear(&e);
+		r = ob_env_read(dir, &env, &e);
 		if (r == DM_ENOTFOUND)
 			continue;           /* delivered or moved meanwhile */
+		if (r == DM_EINVAL) {
+			/* One bad file must not hide the rest: list it as damaged. */
+			static const char *const none[1] = { NULL };
+			memset(&it, 0, sizeof(it));
+			it.id = ids.id[i];
+			it.from = "";
+			it.rcpt = none;
+			it.last_error = e.msg;
+			it.failed = which == OUTBOX_FAILED;
+			it.damaged = true;
+			int rc = fn(ctx, &it);
+			if (rc != 0)
+				st = (enum dm_status)rc;
+			continue;
+		}
 		if (r != DM_OK) {
+			if (err)
+				*err = e;
 			st = r;
 			break;
 		}

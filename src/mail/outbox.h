@@ -141,6 +141,10 @@ struct outbox_item {
 	bool failed;            /* in spool/failed */
 	bool needs_8bit;        /* as stored at enqueue (outbox_envelope) */
 	bool needs_smtputf8;
+	/* outbox_list only: the envelope file cannot be read (malformed,
+	 * another format version); last_error says why, from/rcpt are empty,
+	 * the numbers 0.  Delivery moves such a queued message to failed. */
+	bool damaged;
 };
 
 /* Delivers one message.  `msg` reads the spooled bytes once, front to end.
@@ -226,7 +230,9 @@ enum outbox_which {
 /* Calls fn for each message of one spool directory, in id (= enqueue)
  * order.  A non-zero return from fn stops the walk and is returned as is
  * (cast to enum dm_status).  Entries that vanish during the walk (delivered
- * by another process) are skipped.  Errors: DM_EIO, DM_ENOMEM. */
+ * by another process) are skipped; an entry whose envelope cannot be read
+ * is listed with item->damaged and the reason, and the walk goes on.
+ * Errors: DM_EIO, DM_ENOMEM. */
 typedef int (*outbox_list_fn)(void *ctx, const struct outbox_item *item);
 enum dm_status outbox_list(struct outbox *ob, enum outbox_which which,
                            outbox_list_fn fn, void *ctx, struct dm_err *err);

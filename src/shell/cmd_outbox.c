@@ -76,6 +76,11 @@ static int outbox_cmd_list_row(void *ctx, const struct outbox_item *it)
 			fprintf(l->out, "%-40s %-8s %-6s %-10s %s\n", "ID", "AGE",
 			        "TRIES", "NEXT TRY", "TO");
 	}
+	if (it->damaged) {
+		fprintf(l->out, "%-40s damaged\n    reason: %s\n", it->id,
+		        it->last_error);
+		return 0;
+	}
 	outbox_cmd_duration(it->age, age, sizeof(age));
 	outbox_cmd_rcpt(it, rcpt, sizeof(rcpt));
 	if (l->failed) {

@@ -831,8 +831,99 @@ static void test_stale_tmp_cleaned(void **state)
 	struct listed l = { 0 };
 	struct dm_err err;
 	dm_err_clear(&err);
-	assert_int_equal(outbox_list(ob, OUTBOX_FAILED, collect, &l, &err), DM_EINVAL);
-	assert_non_null(strstr(err.msg, "version 9"));
+	/* listed as damaged, the reason naming the version */
+	assert_int_equal(outbox_list(ob, OUTBOX_FAILED, collect, &l, &err), DM_OK);
+	assert_int_equal(l.n, 1);
+	assert_non_null(strstr(l.error[0], "version 9"));
+	outbox_close(ob);
+	assert_int_equal(testroot_remove(root), 0);
+}
+
+/* ---- a damaged envelope ------------------------------------------------------ */
+
+struct damaged_seen {
+	size_t n, damaged;
+	char id[4][OUTBOX_ID_MAX];
+	char reason[4][600];
+};
+
+static int collect_damaged(void *ctx, const struct outbox_item *it)
+{
+	struct damaged_seen *d = ctx;
+	if (d->n < 4) {
+		snprintf(d->id[d->n], OUTBOX_ID_MAX, "%s", it->id);
+		snprintf(d->reason[d->n], sizeof(d->reason[0]), "%s",
+		         it->damaged ? it->last_error : "");
+	}
+	d->n++;
+	if (it->damaged) {
+		d->damaged++;
+		assert_int_equal(it->nrcpt, 0);
+	}
+	return 0;
+}
+
+static unsigned damaged_calls;
+static enum dm_status damaged_deliver(void *ctx, const struct outbox_item *item,
+                                      const struct mail_source *msg,
+                                      char *detail, size_t cap,
+                                      struct dm_err *err)
+{
+	(void)ctx; (void)item; (void)err; (void)detail; (void)cap;
+	size_t len;
+	free(read_source(msg, &len));
+	damaged_calls++;
+	return DM_OK;
+}
+
+/* One malformed env: listing shows it as damaged and goes on; delivery
+ * moves it to failed (logged) instead of skipping it forever, and still
+ * delivers the others. */
+static void test_damaged_env(void **state)
+{
+	(void)state;
+	char root[DM_PATH_MAX], path[DM_PATH_MAX + 128];
+	char a[OUTBOX_ID_MAX], b[OUTBOX_ID_MAX], c[OUTBOX_ID_MAX];
+	assert_non_null(testroot_make("outbox-damaged", root, sizeof(root)));
+	struct clockctx cc = { 1700000000, 0.0 };
+	struct outbox *ob = open_fake(root, &cc);
+	enqueue_text(ob, MSG1, 1, a);
+	enqueue_text(ob, MSG1, 1, b);
+	enqueue_text(ob, MSG1, 1, c);
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, b);
+	const char *bad = "DEVMAIL-OUTBOX 1\ncreated yesterday\nend\n";
+	assert_int_equal(paths_write_atomic(path, bad, strlen(bad), 0600, NULL), DM_OK);
+
+	struct damaged_seen d = { 0 };
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, collect_damaged, &d, &err), DM_OK);
+	assert_int_equal(d.n, 3);
+	assert_int_equal(d.damaged, 1);
+	assert_string_equal(d.id[1], b);
+	assert_non_null(strstr(d.reason[1], "malformed"));
+
+	struct outbox_stats st = { 0 };
+	damaged_calls = 0;
+	assert_int_equal(outbox_deliver(ob, NULL, damaged_deliver, NULL, &st, &err), DM_OK);
+	assert_int_equal(damaged_calls, 2);
+	assert_int_equal(st.sent, 2);
+	assert_int_equal(st.failed, 1);
+	assert_int_equal(count_entries(root, "queue"), 0);
+	assert_int_equal(count_entries(root, "failed"), 1);
+	char line[200];
+	snprintf(line, sizeof(line), "failed %s: damaged envelope", b);
+	assert_true(log_has(root, line));
+	/* the files are kept as they were; OUTBOX -f shows it damaged */
+	snprintf(path, sizeof(path), "%s/spool/failed/%s/env", root, b);
+	char *kept = testroot_slurp(path, NULL);
+	assert_non_null(kept);
+	assert_string_equal(kept, bad);
+	free(kept);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(outbox_list(ob, OUTBOX_FAILED, collect_damaged, &d, &err), DM_OK);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.damaged, 1);
 	outbox_close(ob);
 	assert_int_equal(testroot_remove(root), 0);
 }
@@ -1235,6 +1326,7 @@ int main(void)
 		cmocka_unit_test(test_locked_message_skipped),
 		cmocka_unit_test(test_batch_delivery),
 		cmocka_unit_test(test_stale_tmp_cleaned),
+		cmocka_unit_test(test_damaged_env),
 		cmocka_unit_test(test_two_deliverers),
 		cmocka_unit_test(test_sigkill_random_points),
 	};
