@@ -195,17 +195,6 @@ enum dm_status smtp_client_close(struct smtp_client *c, struct dm_err *err);
  * invalid envelopes.  `smtp_code` is the server's code or 0. */
 bool smtp_failure_is_temporary(enum dm_status status, int smtp_code);
 
-/* Formats the SENDMAIL result line into out[cap] (truncated, always NUL-
- * terminated), e.g.
- * "Sent to a@example.com via smtp.example.com:587 (STARTTLS, TLS1.3,
- *  certificate verified, AUTH SCRAM-SHA-256): 250 2.0.0 Ok"
- * or "Not sent to ... via ...: 550 5.1.1 No such user" / our diagnosis.
- * Rejected recipients of a partly accepted message are listed after
- * "; rejected ".  Returns the length it wanted (snprintf-like). */
-size_t smtp_result_line(const struct smtp_info *info,
-                        const struct smtp_envelope *env,
-                        const struct smtp_result *r, char *out, size_t cap);
-
 /* "STARTTLS", "SMTPS" or "none". */
 const char *smtp_tls_mode_str(enum smtp_tls_mode m);
 
