@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "core/base64.h"
+#include "mail/smtp_reply.h"
 
 struct sasl_client {
 	Gsasl *ctx;                /* NULL for XOAUTH2 */
@@ -41,27 +42,13 @@ bool sasl_supported(const char *mech)
 	return false;
 }
 
-static bool sasl_in_list(const char *list, const char *mech)
-{
-	size_t n = strlen(mech);
-	const char *s = list;
-	while (s && *s) {
-		while (*s == ' ')
-			s++;
-		size_t k = strcspn(s, " ");
-		if (k == n && strncasecmp(s, mech, n) == 0)
-			return true;
-		s += k;
-	}
-	return false;
-}
-
-const char *sasl_choose(const char *offered, const struct sasl_creds *cr,
-                        bool have_cb, bool verified_tls)
+const char *sasl_choose(const struct smtp_caps *caps,
+                        const struct sasl_creds *cr, bool have_cb,
+                        bool verified_tls)
 {
 	bool token = cr->oauth_token && cr->oauth_token[0];
 	bool pass = cr->password && cr->password[0];
-	if (token && sasl_in_list(offered, "XOAUTH2"))
+	if (token && smtp_caps_has_mech(caps, "XOAUTH2"))
 		return "XOAUTH2";
 	if (!pass)
 		return NULL;
@@ -69,7 +56,7 @@ const char *sasl_choose(const char *offered, const struct sasl_creds *cr,
 	for (size_t i = 0; i < sizeof(sasl_order) / sizeof(sasl_order[0]); i++) {
 		if (i == 0 && !have_cb)
 			continue;   /* both orders start with SCRAM-SHA-256-PLUS */
-		if (sasl_in_list(offered, order[i]))
+		if (smtp_caps_has_mech(caps, order[i]))
 			return order[i];
 	}
 	return NULL;

@@ -24,8 +24,10 @@ struct sasl_creds {
 	const char *oauth_token;   /* NULL when none */
 };
 
-/* The best mechanism in `offered` (space-separated, upper case) that the
- * credentials can drive.  `verified_tls`: the connection is TLS with a
+struct smtp_caps;
+
+/* The best mechanism offered in caps->auth_mechs (smtp_caps_parse(); looked
+ * up with smtp_caps_has_mech()) that the credentials can drive.  `verified_tls`: the connection is TLS with a
  * verified (or pinned) server certificate; then
  *   SCRAM-SHA-256-PLUS > SCRAM-SHA-256 > PLAIN > LOGIN > CRAM-MD5
  * (inside verified TLS PLAIN reveals nothing to an eavesdropper and needs
@@ -38,8 +40,9 @@ struct sasl_creds {
  * SCRAM-SHA-256-PLUS only when channel binding is available (have_cb).
  * With a token and no password XOAUTH2 only; with both, XOAUTH2 first.
  * NULL when none fits. */
-const char *sasl_choose(const char *offered, const struct sasl_creds *cr,
-                        bool have_cb, bool verified_tls);
+const char *sasl_choose(const struct smtp_caps *caps,
+                        const struct sasl_creds *cr, bool have_cb,
+                        bool verified_tls);
 
 /* True when `mech` completes in one round trip with an initial response
  * and negotiates no security layer (PLAIN, XOAUTH2 on success): RFC 4954

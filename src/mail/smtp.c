@@ -479,7 +479,7 @@ static void smtp_auth_begin(struct smtp_client *c)
 			                          &cbl, NULL) == DM_OK ||
 			transport_channel_binding(c->t, "tls-unique", cb, sizeof(cb),
 			                          &cbl, NULL) == DM_OK;
-		mech = sasl_choose(c->caps.auth_mechs, &cr, have_cb,
+		mech = sasl_choose(&c->caps, &cr, have_cb,
 		                   c->info.tls.active && c->info.tls.verified);
 		if (!mech) {
 			smtp_fail(c, DM_EAUTH, NULL, "no AUTH mechanism offered by %s:%u "

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -19,6 +20,7 @@
 
 #include "core/base64.h"
 #include "mail/sasl.h"
+#include "mail/smtp_reply.h"
 
 /* base64 of n bytes, into a static buffer (tests only). */
 static const char *b64(const char *raw, size_t n)
@@ -281,7 +283,10 @@ static void test_choose(void **state)
 		{ "PLAIN", &both, false, true, "PLAIN" },
 	};
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		const char *got = sasl_choose(v[i].offered, v[i].cr, v[i].cb, v[i].verified);
+		struct smtp_caps caps;
+		memset(&caps, 0, sizeof(caps));
+		snprintf(caps.auth_mechs, sizeof(caps.auth_mechs), "%s", v[i].offered);
+		const char *got = sasl_choose(&caps, v[i].cr, v[i].cb, v[i].verified);
 		if (v[i].want == NULL)
 			assert_null(got);
 		else
