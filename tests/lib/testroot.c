@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/registry.h"
+
 char *testroot_make(const char *tag, char *out, size_t cap)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -102,4 +104,42 @@ int testroot_write(const char *path, const char *text)
 	if (fclose(fp) != 0)
 		ok = 0;
 	return ok ? 0 : -1;
+}
+
+int testroot_reg_setup(void **state, const char *tag)
+{
+	struct testroot_reg *f = calloc(1, sizeof(*f));
+	struct dm_err err;
+
+	dm_err_clear(&err);
+	if (!f)
+		return -1;
+	if (!testroot_make(tag, f->root, sizeof(f->root))) {
+		fprintf(stderr, "%s: temp root: %s\n", tag, strerror(errno));
+		free(f);
+		return -1;
+	}
+	if (registry_open(f->root, &f->reg, &err) != DM_OK) {
+		fprintf(stderr, "%s: open: %s\n", tag, err.msg);
+		(void)testroot_remove(f->root);
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+int testroot_reg_teardown(void **state)
+{
+	struct testroot_reg *f = *state;
+	int rc = 0;
+
+	registry_close(f->reg);
+	if (testroot_remove(f->root) != 0) {
+		fprintf(stderr, "could not remove %s\n", f->root);
+		rc = -1;
+	}
+	free(f);
+	*state = NULL;
+	return rc;
 }

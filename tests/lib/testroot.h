@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 
+struct registry;
+
 /* Makes the directory into out[cap].  Returns out, or NULL with errno set
  * (ENAMETOOLONG when cap is too small, or mkdtemp's error). */
 char *testroot_make(const char *tag, char *out, size_t cap);
@@ -32,5 +34,19 @@ char *testroot_slurp(const char *path, size_t *len);
 /* Creates or truncates path and writes text into it.  Returns 0, or -1
  * with errno set when opening, writing or closing failed. */
 int testroot_write(const char *path, const char *text);
+
+/* A cmocka fixture: a fresh root devmail-<tag>-* with its registry open. */
+struct testroot_reg {
+	char root[256];
+	struct registry *reg;
+};
+
+/* Makes *state a struct testroot_reg (calloc'd).  Returns 0, or -1 (with a
+ * line on stderr) when the root or the registry could not be made. */
+int testroot_reg_setup(void **state, const char *tag);
+
+/* Closes the registry, removes the root, frees the fixture.  Returns -1
+ * (cmocka then fails the test) when the root could not be removed. */
+int testroot_reg_teardown(void **state);
 
 #endif

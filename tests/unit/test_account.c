@@ -23,36 +23,9 @@
 
 #define PW "Tr0ub4dor&3-unique-pw"
 
-struct fx {
-	char root[256];
-	struct registry *reg;
-};
-
 static int fx_setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	struct dm_err err;
-
-	if (!f)
-		return -1;
-	dm_err_clear(&err);
-	if (!testroot_make("account", f->root, sizeof(f->root)))
-		return -1;
-	if (registry_open(f->root, &f->reg, &err) != DM_OK) {
-		fprintf(stderr, "open: %s\n", err.msg);
-		return -1;
-	}
-	*state = f;
-	return 0;
-}
-
-static int fx_teardown(void **state)
-{
-	struct fx *f = *state;
-	registry_close(f->reg);
-	assert_int_equal(testroot_remove(f->root), 0);
-	free(f);
-	return 0;
+	return testroot_reg_setup(state, "account");
 }
 
 /* Reads the raw bytes of root/name (the database and its WAL) into a heap
@@ -85,7 +58,7 @@ static void get(struct registry *reg, const char *key, char *buf, size_t cap,
 	assert_int_equal(registry_get(reg, key, buf, cap, is_set, &e), DM_OK);
 }
 
-static void save_full(struct fx *f)
+static void save_full(struct testroot_reg *f)
 {
 	struct account_update u = {
 		.mailhost = "smtp.example.com",
@@ -112,7 +85,7 @@ static void save_full(struct fx *f)
 
 static void test_round_trip(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	struct account a;
 	struct dm_err e;
 
@@ -179,7 +152,7 @@ static void test_round_trip(void **state)
 
 static void test_defaults(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	struct account a;
 	struct account_update u = { .mailhost = "192.0.2.25" };
 
@@ -203,7 +176,7 @@ static void test_defaults(void **state)
 
 static void test_password_sealed_in_file(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	char value[REG_VALUE_MAX];
 	bool is_set = false;
 	size_t len;
@@ -234,7 +207,7 @@ static void test_password_sealed_in_file(void **state)
 
 static void test_bad_field_writes_nothing(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	char value[REG_VALUE_MAX];
 	bool is_set = true;
 	struct dm_err e;
@@ -293,7 +266,7 @@ static void test_bad_field_writes_nothing(void **state)
 
 static void test_oauth_token(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	struct account a;
 	struct dm_err e;
 	static const char tok[] = "ya29.a0-token-for-xoauth2";
@@ -334,7 +307,7 @@ static void test_oauth_token(void **state)
 
 static void test_load_without_mailhost(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	struct account a;
 	struct dm_err e;
 	struct account_update u = { .port = "465", .smtps = "on" };
@@ -351,7 +324,7 @@ static void test_load_without_mailhost(void **state)
 
 static void test_allow_plaintext_auth(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	struct account a;
 	struct account_update u = { .mailhost = "Relay.Plant.Local" };
 
@@ -386,7 +359,7 @@ static void test_allow_plaintext_auth(void **state)
 
 static void test_tampered_password(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	struct account a;
 	struct dm_err e;
 
@@ -407,14 +380,14 @@ static void test_tampered_password(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_defaults, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_password_sealed_in_file, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_bad_field_writes_nothing, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_load_without_mailhost, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_allow_plaintext_auth, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_tampered_password, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_oauth_token, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_round_trip, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_defaults, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_password_sealed_in_file, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_field_writes_nothing, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_load_without_mailhost, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_allow_plaintext_auth, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_tampered_password, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_oauth_token, fx_setup, testroot_reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

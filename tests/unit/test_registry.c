@@ -21,37 +21,12 @@
 #include "core/vault.h"
 #include "testroot.h"
 
-struct fx {
-	char root[256];
-	struct registry *reg;
-};
-
 static int fx_setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	struct dm_err err;
-
-	dm_err_clear(&err);
-	if (!f || !testroot_make("registry", f->root, sizeof(f->root)))
-		return -1;
-	if (registry_open(f->root, &f->reg, &err) != DM_OK) {
-		fprintf(stderr, "open: %s\n", err.msg);
-		return -1;
-	}
-	*state = f;
-	return 0;
+	return testroot_reg_setup(state, "registry");
 }
 
-static int fx_teardown(void **state)
-{
-	struct fx *f = *state;
-	registry_close(f->reg);
-	assert_int_equal(testroot_remove(f->root), 0);
-	free(f);
-	return 0;
-}
-
-static void fx_reopen(struct fx *f)
+static void fx_reopen(struct testroot_reg *f)
 {
 	registry_close(f->reg);
 	assert_int_equal(registry_open(f->root, &f->reg, NULL), DM_OK);
@@ -157,7 +132,7 @@ static const struct registry_pair bad_pairs[] = {
 
 static void test_invalid_values_change_nothing(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	struct dump before, after;
 
 	set_ok(f->reg, "Email/Port", "587");
@@ -192,7 +167,7 @@ static void test_invalid_values_change_nothing(void **state)
 
 static void test_set_get_delete(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	char v[REG_VALUE_MAX], name[160];
 	bool unknown = true, known = false;
 	long port;
@@ -233,7 +208,7 @@ static void test_set_get_delete(void **state)
 
 static void test_unknown_keys(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	char name[160];
 	bool unknown = false, known = true;
 
@@ -255,7 +230,7 @@ static void test_unknown_keys(void **state)
 
 static void test_sealed_keys(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	struct dm_err err;
 	char *sealed = NULL;
 
@@ -293,7 +268,7 @@ static int stop_after_two(const struct registry_entry *e, void *ctx)
 
 static void test_list(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	struct dump d;
 	size_t n;
 
@@ -322,10 +297,10 @@ static void test_list(void **state)
 
 static void test_export_import_round_trip(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	char path[512], *sealed = NULL;
 	struct dump d1, d2;
-	struct fx g;
+	struct testroot_reg g;
 
 	assert_int_equal(vault_seal(f->root, "pw", 2, &sealed, NULL), DM_OK);
 	struct registry_pair p[] = { { "Email/Password", sealed } };
@@ -360,7 +335,7 @@ static void test_export_import_round_trip(void **state)
 
 static void test_import_syntax(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	char path[512];
 
 	snprintf(path, sizeof(path), "%s/in.ini", f->root);
@@ -380,7 +355,7 @@ static void test_import_syntax(void **state)
 
 static void test_import_errors_all_or_nothing(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	static const char *const bad[] = {
 		"[Email]\nPort = 2626\nMailHost = ok.example\nTimeout = 99999\n",
 		"[Email]\nPort = 2626\nMailHost = ok.example\nno equals sign\n",
@@ -413,7 +388,7 @@ static void test_import_errors_all_or_nothing(void **state)
 
 static void test_counter_sees_other_process(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	uint64_t c0 = registry_change_counter(f->reg);
 
 	set_ok(f->reg, "Email/Port", "587");
@@ -427,7 +402,7 @@ static void test_counter_sees_other_process(void **state)
 
 static void test_two_writers_lose_nothing(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	char *a[] = { "regtool", f->root, "fill", "WriterA", "1000", NULL };
 	char *b[] = { "regtool", f->root, "fill", "WriterB", "1000", NULL };
 	struct dump d;
@@ -466,7 +441,7 @@ static void read_line(int fd, char *buf, size_t cap)
 
 static void test_kill_mid_import_keeps_old_values(void **state)
 {
-	struct fx *f = *state;
+	struct testroot_reg *f = *state;
 	char path[512], line[128];
 	struct dump before, after;
 	int out = -1;
@@ -503,17 +478,17 @@ static void test_kill_mid_import_keeps_old_values(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_invalid_values_change_nothing, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_set_get_delete, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_keys, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_sealed_keys, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_list, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_export_import_round_trip, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_import_syntax, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_import_errors_all_or_nothing, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_counter_sees_other_process, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_two_writers_lose_nothing, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_kill_mid_import_keeps_old_values, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_invalid_values_change_nothing, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_set_get_delete, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_keys, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_sealed_keys, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_list, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_export_import_round_trip, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_import_syntax, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_import_errors_all_or_nothing, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_counter_sees_other_process, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_two_writers_lose_nothing, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_kill_mid_import_keeps_old_values, fx_setup, testroot_reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
