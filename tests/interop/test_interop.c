@@ -567,6 +567,19 @@ static void expect_open_fails(const struct smtp_settings *s, enum dm_status want
 	assert_true(err->msg[0] != '\0');
 }
 
+/* Opening fails with `want` before anything is sent: the client never said
+ * AUTH or MAIL and the peer captured nothing.  Stops the peer. */
+static void expect_refused_before_mail(struct peer *p, const struct smtp_settings *s,
+                                       const struct transcript *tr, enum dm_status want)
+{
+	struct dm_err err;
+	expect_open_fails(s, want, &err);
+	assert_null(strstr(tr->client, "AUTH"));
+	assert_null(strstr(tr->client, "MAIL"));
+	assert_int_equal(peer_capture_count(p), 0);
+	peer_stop(p);
+}
+
 static void tls_refused(const char *cert, bool implicit)
 {
 	const char *extra[] = { "--user", USER ":" PASS, NULL };
@@ -574,12 +587,7 @@ static void tls_refused(const char *cert, bool implicit)
 	char ca[PATH_MAX + 32];
 	struct transcript tr = { .len = 0 };
 	struct smtp_settings s = settings_for(p, implicit, &tr, ca, sizeof ca);
-	struct dm_err err;
-	expect_open_fails(&s, DM_ETLS, &err);
-	assert_null(strstr(tr.client, "AUTH"));
-	assert_null(strstr(tr.client, "MAIL"));
-	assert_int_equal(peer_capture_count(p), 0);
-	peer_stop(p);
+	expect_refused_before_mail(p, &s, &tr, DM_ETLS);
 }
 
 /* The server's certificate is valid, from the trusted CA, but for
@@ -610,11 +618,7 @@ static void test_require_tls_without_starttls(void **state)
 	struct smtp_settings s = settings_for(p, false, &tr, ca, sizeof ca);
 	s.username = NULL;
 	s.password = NULL;
-	struct dm_err err;
-	expect_open_fails(&s, DM_ETLS, &err);
-	assert_null(strstr(tr.client, "MAIL"));
-	assert_int_equal(peer_capture_count(p), 0);
-	peer_stop(p);
+	expect_refused_before_mail(p, &s, &tr, DM_ETLS);
 }
 
 /* The server offers AUTH only on a clear connection (no STARTTLS): devmail
@@ -628,12 +632,7 @@ static void test_auth_offered_only_in_clear(void **state)
 	struct transcript tr = { .len = 0 };
 	struct smtp_settings s = settings_for(p, false, &tr, ca, sizeof ca);
 	s.require_tls = false;
-	struct dm_err err;
-	expect_open_fails(&s, DM_EAUTH, &err);
-	assert_null(strstr(tr.client, "AUTH"));
-	assert_null(strstr(tr.client, "MAIL"));
-	assert_int_equal(peer_capture_count(p), 0);
-	peer_stop(p);
+	expect_refused_before_mail(p, &s, &tr, DM_EAUTH);
 }
 
 /* A wrong password is refused by the server (535), permanently. */
