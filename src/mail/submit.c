@@ -834,13 +834,37 @@ static bool submit_addr_utf8(const char *s)
 	return false;
 }
 
-/* "a@x, b@y" of an item's recipients into out. */
+/* Recipients for a result line: "a@x, b@y" while that stays short, else
+ * "a@x +119 more" (as OUTBOX lists them), so that the reason after the
+ * list always fits in the line.  `pick` (NULL: all) selects by index. */
+#define SUBMIT_RCPT_SHOW 160   /* bytes of addresses shown in full */
+static void submit_rcpt_list_str(const char *const *rcpt, size_t n,
+                                 const bool *pick, char *out, size_t cap)
+{
+	size_t len = 0, total = 0, count = 0, first = n;
+	out[0] = '\0';
+	for (size_t k = 0; k < n; k++) {
+		if (pick && !pick[k])
+			continue;
+		if (first == n)
+			first = k;
+		total += strlen(rcpt[k]) + 2;
+		count++;
+	}
+	if (count == 0)
+		return;
+	if (count > 1 && total > SUBMIT_RCPT_SHOW) {
+		submit_cat(out, cap, &len, "%s +%zu more", rcpt[first], count - 1);
+		return;
+	}
+	for (size_t k = first; k < n; k++)
+		if (!pick || pick[k])
+			submit_cat(out, cap, &len, "%s%s", len ? ", " : "", rcpt[k]);
+}
+
 static void submit_rcpt_str(const struct outbox_item *it, char *out, size_t cap)
 {
-	size_t len = 0;
-	out[0] = '\0';
-	for (size_t k = 0; k < it->nrcpt; k++)
-		submit_cat(out, cap, &len, "%s%s", k ? ", " : "", it->rcpt[k]);
+	submit_rcpt_list_str(it->rcpt, it->nrcpt, NULL, out, cap);
 }
 
 /* The outbox's status for a failure: session failures and anything the
@@ -945,15 +969,13 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 	for (size_t i = 0; i < n; i++) {
 		const struct smtp_result *r = &res[i];
 		char line[SUBMIT_LINE_MAX], to[SUBMIT_LINE_MAX];
-		size_t len = 0, tlen = 0;
-		to[0] = '\0';
+		bool pick[SMTP_MAX_RCPT];
+		size_t len = 0;
 		bool ok = r->status == DM_OK;
-		for (size_t k = 0; k < env[i].nrcpt && k < SMTP_MAX_RCPT; k++) {
-			if (ok && r->rcpt[k].code / 100 != 2)
-				continue;
-			submit_cat(to, sizeof(to), &tlen, "%s%s", tlen ? ", " : "",
-			           env[i].rcpt[k]);
-		}
+		size_t nr = env[i].nrcpt < SMTP_MAX_RCPT ? env[i].nrcpt : SMTP_MAX_RCPT;
+		for (size_t k = 0; k < nr; k++)
+			pick[k] = !ok || r->rcpt[k].code / 100 == 2;
+		submit_rcpt_list_str(env[i].rcpt, nr, pick, to, sizeof(to));
 		line[0] = '\0';
 		submit_cat(line, sizeof(line), &len, "%s to %s via %s: ",
 		           ok ? "Sent" : "Not sent", to, session);
@@ -978,25 +1000,27 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 		bool retry_some = ntemp > 0 && (ok || (temp && nperm > 0));
 		if (ok && r->accepted < env[i].nrcpt && nperm > 0) {
 			submit_cat(line, sizeof(line), &len, "; rejected");
-			for (size_t k = 0; k < env[i].nrcpt && k < SMTP_MAX_RCPT; k++)
-				if (r->rcpt[k].code / 100 == 5)
+			size_t shown = 0;
+			for (size_t k = 0; k < nr; k++)
+				if (r->rcpt[k].code / 100 == 5 && shown++ < 3)
 					submit_cat(line, sizeof(line), &len, " %s: %d%s%s %s",
 					           env[i].rcpt[k], r->rcpt[k].code,
 					           r->rcpt[k].enhanced[0] ? " " : "",
 					           r->rcpt[k].enhanced, r->rcpt[k].text);
+			if (nperm > 3)
+				submit_cat(line, sizeof(line), &len, " +%zu more", nperm - 3);
 		}
 		if (retry_some) {
 			char ret[SUBMIT_LINE_MAX];
-			size_t rlen = 0;
-			ret[0] = '\0';
-			for (size_t k = 0; k < env[i].nrcpt && k < SMTP_MAX_RCPT; k++) {
-				if (r->rcpt[k].code / 100 != 4)
+			bool tpick[SMTP_MAX_RCPT];
+			for (size_t k = 0; k < nr; k++) {
+				tpick[k] = r->rcpt[k].code / 100 == 4;
+				if (!tpick[k])
 					continue;
 				out[i].retry[k] = 1;
 				out[i].nretry++;
-				submit_cat(ret, sizeof(ret), &rlen, "%s%s", rlen ? ", " : "",
-				           env[i].rcpt[k]);
 			}
+			submit_rcpt_list_str(env[i].rcpt, nr, tpick, ret, sizeof(ret));
 			if (ok)
 				submit_cat(line, sizeof(line), &len,
 				           "; to retry (refused for now) %s: %d%s%s %s", ret,
@@ -1007,23 +1031,27 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 			else if (nperm > 0) {
 				submit_cat(line, sizeof(line), &len, "; dropped (refused "
 				           "permanently)");
-				for (size_t k = 0; k < env[i].nrcpt && k < SMTP_MAX_RCPT; k++)
-					if (r->rcpt[k].code / 100 == 5)
+				size_t shown = 0;
+				for (size_t k = 0; k < nr; k++)
+					if (r->rcpt[k].code / 100 == 5 && shown++ < 3)
 						submit_cat(line, sizeof(line), &len, " %s: %d%s%s %s",
 						           env[i].rcpt[k], r->rcpt[k].code,
 						           r->rcpt[k].enhanced[0] ? " " : "",
 						           r->rcpt[k].enhanced, r->rcpt[k].text);
+				if (nperm > 3)
+					submit_cat(line, sizeof(line), &len, " +%zu more",
+					           nperm - 3);
 			}
 			/* the outbox records this as the reason for the deferral */
 			dm_err_clear(&out[i].err);
 			char perm[SUBMIT_LINE_MAX];
-			size_t plen = 0;
+			bool ppick[SMTP_MAX_RCPT];
+			for (size_t k = 0; k < nr; k++)
+				ppick[k] = r->rcpt[k].code / 100 == 5;
 			perm[0] = '\0';
-			for (size_t k = 0; !ok && k < env[i].nrcpt && k < SMTP_MAX_RCPT; k++)
-				if (r->rcpt[k].code / 100 == 5)
-					submit_cat(perm, sizeof(perm), &plen, "%s%s (%d)",
-					           plen ? ", " : "", env[i].rcpt[k],
-					           r->rcpt[k].code);
+			if (!ok)
+				submit_rcpt_list_str(env[i].rcpt, nr, ppick, perm,
+				                     sizeof(perm));
 			dm_err_set(&out[i].err, DM_ETEMPFAIL,
 			           "%s %s refused for now; %s%s", ntemp == 1
 			           ? "recipient" : "recipients", ret,

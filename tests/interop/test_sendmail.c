@@ -445,6 +445,41 @@ static void test_rcpt_refused(void **state)
 	free(r);
 }
 
+/* Many recipients: the result line abbreviates them so the reason shows. */
+static void test_many_rcpt_reason(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, "--data-reply",
+	                        FROM "=554 5.6.0 Content rejected by test", NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	/* 100 addresses, 10 per -t (a console word is at most 1024 bytes) */
+	static char list[10][10 * 40];
+	for (unsigned j = 0; j < 10; j++) {
+		size_t len = 0;
+		for (unsigned i = 0; i < 10; i++)
+			len += (size_t)snprintf(list[j] + len, sizeof list[j] - len,
+			                        "%srecipient-number-%03u@example.net",
+			                        i ? "," : "", j * 10 + i);
+	}
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-t", list[0], "-t", list[1], "-t", list[2], "-t",
+	         list[3], "-t", list[4], "-t", list[5], "-t", list[6], "-t",
+	         list[7], "-t", list[8], "-t", list[9], "-s", "many", "-m", "x",
+	         NULL);
+	if (r->rc != 69)
+		fail_msg("rc %d\nout: %s\nerr: %s", r->rc, r->out, r->err);
+	assert_contains(r->err, "Not sent to recipient-number-000@example.net "
+	                        "+99 more via ");
+	assert_contains(r->err, "554 5.6.0 Content rejected by test");
+	assert_contains(r->err, "moved to the failed outbox");
+	assert_int_equal(spool_count(root, OUTBOX_FAILED), 1);
+	free(r);
+}
+
 /* Wrong password: 77, kept queued for after the fix. */
 static void test_wrong_password(void **state)
 {
@@ -934,6 +969,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_help_retry, test_teardown),
 		cmocka_unit_test_teardown(test_server_down, test_teardown),
 		cmocka_unit_test_teardown(test_rcpt_refused, test_teardown),
+		cmocka_unit_test_teardown(test_many_rcpt_reason, test_teardown),
 		cmocka_unit_test_teardown(test_wrong_password, test_teardown),
 		cmocka_unit_test_teardown(test_wrong_password_pipelined, test_teardown),
 		cmocka_unit_test_teardown(test_no_mailhost, test_teardown),
