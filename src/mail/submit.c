@@ -126,9 +126,11 @@ enum dm_status submit_enqueue_message(const char *root, struct registry *reg,
 	    (st = submit_account_check(reg, root, err)))
 		goto out;
 	size_t n = message_recipient_count(m);
-	if (n == 0 || n > OUTBOX_MAX_RCPT) {
-		st = dm_err_set(err, DM_EINVAL, "%zu recipients (1 to %d allowed)",
-		                n, OUTBOX_MAX_RCPT);
+	if (n == 0 || n > SUBMIT_MAX_RCPT) {
+		st = dm_err_set(err, DM_EINVAL, "%zu recipients (1 to %d allowed: "
+		                "SMTP servers may refuse more in one message, RFC 5321 "
+		                "4.5.3.1.8; send it in several parts)", n,
+		                SUBMIT_MAX_RCPT);
 		goto out;
 	}
 	rcpt = calloc(n, sizeof(*rcpt));
@@ -416,9 +418,11 @@ static enum dm_status submit_rcpt_add(struct submit_rcpts *r,
 	for (size_t i = 0; i < r->n; i++)
 		if (strcmp(r->spec[i], a->spec) == 0)
 			return DM_OK;
-	if (r->n >= OUTBOX_MAX_RCPT)
-		return dm_err_set(err, DM_EINVAL, "more than %d recipients",
-		                  OUTBOX_MAX_RCPT);
+	if (r->n >= SUBMIT_MAX_RCPT)
+		return dm_err_set(err, DM_EINVAL, "more than %d recipients (SMTP "
+		                  "servers may refuse more in one message, RFC 5321 "
+		                  "4.5.3.1.8; send it in several parts)",
+		                  SUBMIT_MAX_RCPT);
 	memcpy(r->spec[r->n++], a->spec, sizeof(a->spec));
 	return DM_OK;
 }

@@ -57,6 +57,11 @@
 #include "mail/source.h"
 
 #define SUBMIT_LINE_MAX 1024          /* a report's result line */
+/* Recipients per message at enqueue: what one SMTP transaction carries
+ * (SMTP_MAX_RCPT; RFC 5321 4.5.3.1.8 lets a server stop at 100).  More
+ * is refused with DM_EINVAL (exit 65) before anything is queued, instead
+ * of being queued and then refused at delivery. */
+#define SUBMIT_MAX_RCPT SMTP_MAX_RCPT
 #define SUBMIT_HEADER_MAX (256 * 1024) /* raw message: header block cap */
 #define SUBMIT_RAW_MAX (64L * 1024 * 1024) /* raw message: default size cap */
 

@@ -480,6 +480,39 @@ static void test_many_rcpt_reason(void **state)
 	free(r);
 }
 
+/* More recipients than one SMTP transaction carries: refused at enqueue
+ * (65, clear message), nothing queued, nothing sent. */
+static void test_too_many_rcpt(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	static char list[12][10 * 24];
+	for (unsigned j = 0; j < 12; j++) {
+		size_t len = 0;
+		for (unsigned i = 0; i < 10; i++)
+			len += (size_t)snprintf(list[j] + len, sizeof list[j] - len,
+			                        "%sr%03u@example.net", i ? "," : "",
+			                        j * 10 + i);
+	}
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-t", list[0], "-t", list[1], "-t", list[2], "-t",
+	         list[3], "-t", list[4], "-t", list[5], "-t", list[6], "-t",
+	         list[7], "-t", list[8], "-t", list[9], "-t", list[10], "-t",
+	         list[11], "-s", "many", "-m", "x", NULL);
+	if (r->rc != 65)
+		fail_msg("rc %d\nout: %s\nerr: %s", r->rc, r->out, r->err);
+	assert_contains(r->err, "120 recipients (1 to 100 allowed");
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 0);
+	assert_int_equal(spool_count(root, OUTBOX_FAILED), 0);
+	assert_int_equal(peer_capture_count(p), 0);
+	free(r);
+}
+
 /* Wrong password: 77, kept queued for after the fix. */
 static void test_wrong_password(void **state)
 {
@@ -969,6 +1002,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_help_retry, test_teardown),
 		cmocka_unit_test_teardown(test_server_down, test_teardown),
 		cmocka_unit_test_teardown(test_rcpt_refused, test_teardown),
+		cmocka_unit_test_teardown(test_too_many_rcpt, test_teardown),
 		cmocka_unit_test_teardown(test_many_rcpt_reason, test_teardown),
 		cmocka_unit_test_teardown(test_wrong_password, test_teardown),
 		cmocka_unit_test_teardown(test_wrong_password_pipelined, test_teardown),

@@ -335,6 +335,9 @@ def main():
             ("CR in -F name", ["-F", "A\rBcc: v@x.test", "a@x.test"],
              b"\nx\n", 65),
             ("no recipient", [], b"Subject: x\n\nx\n", 65),
+            ("120 recipients (one SMTP transaction takes 100)", ["-t"],
+             b"To: " + b", ".join(b"r%03d@x.test" % i for i in range(120))
+             + b"\n\nx\n", 65),
             ("-t and no To/Cc/Bcc", ["-t"], b"Subject: x\n\nx\n", 65),
             ("NUL byte in the message", ["a@x.test"], b"Subject: x\n\nx\0y\n",
              65),
