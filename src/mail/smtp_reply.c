@@ -7,6 +7,7 @@
  * (STARTTLS).
  */
 #include "mail/smtp_reply.h"
+#include "core/schema.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -58,16 +59,20 @@ static enum dm_status smtp_reply_line(struct smtp_reply_parser *p, char *line,
                                       struct dm_err *err)
 {
 	struct smtp_reply *r = &p->reply;
+	char shown[96];     /* the line as quoted in errors, escaped */
+
 	if (len < 3 || !isdigit((unsigned char)line[0]) ||
 	    !isdigit((unsigned char)line[1]) || !isdigit((unsigned char)line[2]) ||
 	    (len > 3 && line[3] != ' ' && line[3] != '-'))
 		return dm_err_set(err, DM_EPROTO,
-		                  "malformed SMTP reply line '%.80s' (RFC 5321 4.2: "
-		                  "3 digits, then space or '-')", line);
+		                  "malformed SMTP reply line '%s' (RFC 5321 4.2: "
+		                  "3 digits, then space or '-')",
+		                  schema_escape(line, shown, sizeof(shown)));
 	int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 	if (line[0] < '2' || line[0] > '5' || line[1] > '5')
 		return dm_err_set(err, DM_EPROTO,
-		                  "SMTP reply code %d out of range in '%.80s'", code, line);
+		                  "SMTP reply code %d out of range in '%s'", code,
+		                  schema_escape(line, shown, sizeof(shown)));
 	if (r->nlines > 0 && code != r->code)
 		return dm_err_set(err, DM_EPROTO,
 		                  "SMTP reply code changed from %d to %d inside a "
@@ -153,7 +158,12 @@ void smtp_reply_first_line(const struct smtp_reply *r, char *out, size_t cap)
 	size_t n = strcspn(r->text, "\n");
 	if (n >= cap)
 		n = cap - 1;
-	memcpy(out, r->text, n);
+	/* The text goes to result lines, logs and terminals: a server's
+	 * control characters (ESC sequences, bare CR) become '?'. */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)r->text[i];
+		out[i] = (ch < 0x20 && ch != '\t') || ch == 0x7f ? '?' : (char)ch;
+	}
 	out[n] = '\0';
 }
 
