@@ -560,32 +560,68 @@ static void message_fallback_name(const char *name, char *out)
 	out[o] = '\0';
 }
 
-static void message_date_now(char *out, size_t cap)
+void message_date(time_t t, char *out, size_t cap)
 {
 	static const char *const wd[] = { "Sun", "Mon", "Tue", "Wed", "Thu",
 	                                  "Fri", "Sat" };
 	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May",
 	                                   "Jun", "Jul", "Aug", "Sep", "Oct",
 	                                   "Nov", "Dec" };
-	time_t t = time(NULL);
 	struct tm tm;
 	long off;
 
 	localtime_r(&t, &tm);
 	off = tm.tm_gmtoff / 60;
-	snprintf(out, cap, "%s, %d %s %04d %02d:%02d:%02d %c%02ld%02ld",
+	snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld",
 	         wd[tm.tm_wday], tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900,
 	         tm.tm_hour, tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+',
 	         labs(off) / 60, labs(off) % 60);
+}
+
+/* True when `host` can stand right of the '@' in a msg-id. */
+static bool message_id_host_ok(const char *host)
+{
+	struct address probe;
+	char buf[300];
+
+	if (!host[0] || strlen(host) > 200 || host[0] == '[' ||
+	    !codec_is_ascii(host, strlen(host)))
+		return false;
+	snprintf(buf, sizeof(buf), "x@%s", host);
+	return address_parse(buf, &probe, NULL) == DM_OK;
+}
+
+enum dm_status message_new_id(const char *hostname, char *out, size_t cap,
+                              struct dm_err *err)
+{
+	char host[256];
+	unsigned char rnd[16];
+	char hex[33];
+	enum dm_status st;
+
+	if (hostname && message_id_host_ok(hostname)) {
+		snprintf(host, sizeof(host), "%s", hostname);
+	} else {
+		if (gethostname(host, sizeof(host)) != 0)
+			host[0] = '\0';
+		host[sizeof(host) - 1] = '\0';
+		if (!message_id_host_ok(host))
+			snprintf(host, sizeof(host), "localhost");
+	}
+	if ((st = message_random(rnd, sizeof(rnd), err)) != DM_OK)
+		return st;
+	message_hex(rnd, sizeof(rnd), hex);
+	int n = snprintf(out, cap, "<%s.devmail@%s>", hex, host);
+	if (n < 0 || (size_t)n >= cap)
+		return dm_err_set(err, DM_ENOMEM, "Message-ID buffer too small");
+	return DM_OK;
 }
 
 static enum dm_status message_make_id(struct message *m,
                                       const struct message_spec *spec,
                                       struct dm_err *err)
 {
-	struct address probe;
-	char host[256], buf[300], esc[MESSAGE_ECHO_MAX];
-	enum dm_status st;
+	char esc[MESSAGE_ECHO_MAX];
 
 	if (spec->message_id) {
 		const char *id = spec->message_id;
@@ -611,32 +647,11 @@ static enum dm_status message_make_id(struct message *m,
 		snprintf(m->msgid, sizeof(m->msgid), "<%.*s>", (int)len, id);
 		return DM_OK;
 	}
-	if (spec->hostname) {
-		snprintf(buf, sizeof(buf), "x@%s", spec->hostname);
-		if (strlen(spec->hostname) > 200 || !codec_is_ascii(spec->hostname,
-		    strlen(spec->hostname)) ||
-		    address_parse(buf, &probe, NULL) != DM_OK ||
-		    spec->hostname[0] == '[')
-			return dm_err_set(err, DM_EINVAL, "host name '%s' is not a "
-			                  "valid domain for a Message-ID",
-			                  schema_escape(spec->hostname, esc, sizeof(esc)));
-		snprintf(host, sizeof(host), "%s", spec->hostname);
-	} else {
-		if (gethostname(host, sizeof(host)) != 0)
-			host[0] = '\0';
-		host[sizeof(host) - 1] = '\0';
-		snprintf(buf, sizeof(buf), "x@%s", host);
-		if (!host[0] || strlen(host) > 200 || !codec_is_ascii(host,
-		    strlen(host)) || address_parse(buf, &probe, NULL) != DM_OK)
-			snprintf(host, sizeof(host), "localhost");
-	}
-	unsigned char rnd[16];
-	char hex[33];
-	if ((st = message_random(rnd, sizeof(rnd), err)) != DM_OK)
-		return st;
-	message_hex(rnd, sizeof(rnd), hex);
-	snprintf(m->msgid, sizeof(m->msgid), "<%s.devmail@%s>", hex, host);
-	return DM_OK;
+	if (spec->hostname && !message_id_host_ok(spec->hostname))
+		return dm_err_set(err, DM_EINVAL, "host name '%s' is not a "
+		                  "valid domain for a Message-ID",
+		                  schema_escape(spec->hostname, esc, sizeof(esc)));
+	return message_new_id(spec->hostname, m->msgid, sizeof(m->msgid), err);
 }
 
 static enum dm_status message_build_inner(struct message *m,
@@ -672,7 +687,7 @@ static enum dm_status message_build_inner(struct message *m,
 			goto fail;
 	} else {
 		char date[64];
-		message_date_now(date, sizeof(date));
+		message_date(time(NULL), date, sizeof(date));
 		if ((st = message_sb_header(&sb, "Date", date, false, err)))
 			goto fail;
 	}

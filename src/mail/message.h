@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 #include <stdint.h>
 #include "core/err.h"
 #include "mail/source.h"
@@ -122,5 +123,16 @@ enum dm_status message_write_fd(struct message *m, int fd, struct dm_err *err);
 
 /* Closes any open file and frees.  NULL ok. */
 void message_free(struct message *m);
+
+/* The RFC 5322 section 3.3 date of time `t` in local time, independent of
+ * the locale ("Tue, 24 Nov 2026 20:01:15 +0000") into out[cap]. */
+void message_date(time_t t, char *out, size_t cap);
+
+/* A new, globally unique msg-id "<random.devmail@host>" into out[cap] (the
+ * angle brackets included).  `hostname` NULL or unusable as a domain (IP
+ * literal, non-ASCII, not a domain) falls back to the system host name,
+ * then "localhost".  Errors: DM_EIO (no randomness), DM_ENOMEM (cap). */
+enum dm_status message_new_id(const char *hostname, char *out, size_t cap,
+                              struct dm_err *err);
 
 #endif

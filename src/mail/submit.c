@@ -439,33 +439,6 @@ static enum dm_status submit_rcpt_list(struct submit_rcpts *r, const char *text,
 	return st;
 }
 
-static void submit_date(char *out, size_t cap)
-{
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	/* The C locale (never changed by devmail) gives English names. */
-	if (strftime(out, cap, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0 && cap)
-		out[0] = '\0';
-}
-
-static void submit_message_id(const char *host, char *out, size_t cap)
-{
-	unsigned char rnd[12];
-	char hex[25];
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		unsigned long v = (unsigned long)ts.tv_nsec ^ ((unsigned long)getpid() << 16);
-		for (size_t i = 0; i < sizeof(rnd); i++, v = v * 6364136223846793005UL + 1)
-			rnd[i] = (unsigned char)(v >> 33);
-	}
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-	snprintf(out, cap, "<%s.%lld@%s>", hex, (long long)time(NULL),
-	         host && host[0] ? host : "localhost");
-}
-
 static enum dm_status submit_write_all(int fd, const char *p, size_t n,
                                        struct dm_err *err)
 {
@@ -672,7 +645,7 @@ enum dm_status submit_enqueue_raw(const char *root, struct registry *reg,
 	}
 	if (!has_date) {
 		char d[64];
-		submit_date(d, sizeof(d));
+		message_date(time(NULL), d, sizeof(d));
 		r.prefix_len += (size_t)snprintf(r.prefix + r.prefix_len,
 		    sizeof(r.prefix) - r.prefix_len, "Date: %s\r\n", d);
 	}
@@ -685,10 +658,9 @@ enum dm_status submit_enqueue_raw(const char *root, struct registry *reg,
 				gethostname(host, sizeof(host) - 1);
 			h = host;
 		}
-		for (const char *p = h; *p; p++)
-			if ((unsigned char)*p <= ' ' || *p == '<' || *p == '>' || *p == '@')
-				h = "localhost";
-		submit_message_id(h, mid, sizeof(mid));
+		/* An unusable host name falls back inside message_new_id(). */
+		if ((st = message_new_id(h, mid, sizeof(mid), err)))
+			goto out;
 		size_t room = sizeof(r.prefix) - r.prefix_len;
 		int n = snprintf(r.prefix + r.prefix_len, room, "Message-ID: %s\r\n", mid);
 		if (n > 0 && (size_t)n < room)
