@@ -1,5 +1,6 @@
 /* paths.c - data root resolution, directory creation, durable writes. */
 #include "core/paths.h"
+#include "core/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -128,8 +129,8 @@ enum dm_status paths_write_atomic(const char *path, const void *data,
 		int n = snprintf(tmp, sizeof(tmp), "%s.tmp.", path);
 		if (n < 0 || (size_t)n + 2 * sizeof(rnd) >= sizeof(tmp))
 			return dm_err_set(err, DM_EINVAL, "path too long: %s", path);
-		for (size_t i = 0; i < sizeof(rnd); i++)
-			snprintf(tmp + n + 2 * i, 3, "%02x", rnd[i]);
+		text_hex(rnd, sizeof(rnd), tmp + n, sizeof(tmp) - (size_t)n, false,
+		         '\0');
 		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 		          mode);
 		if (fd < 0 && errno != EEXIST)

@@ -14,8 +14,16 @@
 
 #include "core/base64.h"
 #include "core/schema.h"
+#include "core/text.h"
 
-static const char codec_hex[] = "0123456789ABCDEF";
+/* tok[] = lead and c in upper-case hex ("=3D", "%20"); returns 3, the
+ * length without the NUL. */
+static size_t codec_hex_tok(char lead, unsigned char c, char tok[4])
+{
+	tok[0] = lead;
+	text_hex(&c, 1, tok + 1, 3, true, '\0');
+	return 3;
+}
 
 /* ---- UTF-8 ---------------------------------------------------------------- */
 
@@ -185,8 +193,8 @@ static size_t codec_qp_put(struct codec_qp *q, const char *tok, size_t tlen,
 
 static size_t codec_qp_escape(struct codec_qp *q, unsigned char c, char *out)
 {
-	char tok[3] = { '=', codec_hex[c >> 4], codec_hex[c & 15] };
-	return codec_qp_put(q, tok, 3, out);
+	char tok[4];
+	return codec_qp_put(q, tok, codec_hex_tok('=', c, tok), out);
 }
 
 /* Flushes a held space/tab: encoded when `at_eol`, literal otherwise. */
@@ -402,8 +410,8 @@ static enum dm_status codec_words(struct codec_out *w, const unsigned char *s,
 				} else if (codec_q_plain(c)) {
 					codec_out_put(w, (const char *)&s[k], 1);
 				} else {
-					char tok[3] = { '=', codec_hex[c >> 4], codec_hex[c & 15] };
-					codec_out_put(w, tok, 3);
+					char tok[4];
+					codec_out_put(w, tok, codec_hex_tok('=', c, tok));
 				}
 			}
 		}
@@ -769,8 +777,8 @@ enum dm_status codec_rfc2231_encode(const char *value, char *out, size_t cap,
 		if (codec_attr_char(*p)) {
 			codec_out_put(&w, (const char *)p, 1);
 		} else {
-			char tok[3] = { '%', codec_hex[*p >> 4], codec_hex[*p & 15] };
-			codec_out_put(&w, tok, 3);
+			char tok[4];
+			codec_out_put(&w, tok, codec_hex_tok('%', *p, tok));
 		}
 	}
 	if (w.overflow)

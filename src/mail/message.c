@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core/schema.h"
+#include "core/text.h"
 #include "mail/address.h"
 #include "mail/codec.h"
 #include "mail/mimetype.h"
@@ -175,16 +176,6 @@ static enum dm_status message_flush_sb(struct message *m, struct message_sb *sb,
 	m->size += sb->len;
 	*sb = (struct message_sb){ 0 };
 	return DM_OK;
-}
-
-static void message_hex(const unsigned char *b, size_t n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hex[b[i] >> 4];
-		out[2 * i + 1] = hex[b[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 static enum dm_status message_random(unsigned char *b, size_t n,
@@ -610,7 +601,7 @@ enum dm_status message_new_id(const char *hostname, char *out, size_t cap,
 	}
 	if ((st = message_random(rnd, sizeof(rnd), err)) != DM_OK)
 		return st;
-	message_hex(rnd, sizeof(rnd), hex);
+	text_hex(rnd, sizeof(rnd), hex, sizeof(hex), false, '\0');
 	int n = snprintf(out, cap, "<%s.devmail@%s>", hex, host);
 	if (n < 0 || (size_t)n >= cap)
 		return dm_err_set(err, DM_ENOMEM, "Message-ID buffer too small");
@@ -757,7 +748,7 @@ static enum dm_status message_build_inner(struct message *m,
 		char hex[25];
 		if ((st = message_random(rnd, sizeof(rnd), err)) != DM_OK)
 			goto fail;
-		message_hex(rnd, sizeof(rnd), hex);
+		text_hex(rnd, sizeof(rnd), hex, sizeof(hex), false, '\0');
 		snprintf(boundary, sizeof(boundary), "=_devmail_%s", hex);
 		message_sb_str(&sb, "Content-Type: multipart/mixed;\r\n boundary=\"");
 		message_sb_str(&sb, boundary);

@@ -47,6 +47,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 
+#include "core/text.h"
 #include "mail/transport.h"
 #include "mail/transport_ops.h"
 
@@ -290,20 +291,6 @@ static bool transport_tls_parse_pin(const char *text, unsigned char out[32])
 	return n == 32 && hi < 0;
 }
 
-static void transport_tls_hex(const unsigned char *d, size_t n, char *out,
-                              size_t cap)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	for (size_t i = 0; i < n && o + 3 < cap; i++) {
-		if (i > 0)
-			out[o++] = ':';
-		out[o++] = hex[d[i] >> 4];
-		out[o++] = hex[d[i] & 15];
-	}
-	out[o] = '\0';
-}
-
 /* Why a chain failed, from the verification status bits. */
 static const char *transport_tls_status_reason(unsigned status)
 {
@@ -405,7 +392,7 @@ static enum dm_status transport_tls_verify(struct transport *t,
 		gnutls_x509_crt_deinit(leaf);
 		return dm_err_set(err, DM_ECRYPTO, "TLS: SHA-256 unavailable");
 	}
-	transport_tls_hex(fp, fpsz, info->fingerprint, sizeof(info->fingerprint));
+	text_hex(fp, fpsz, info->fingerprint, sizeof(info->fingerprint), false, ':');
 
 	/* Chain, then host name, so that each failure has its own reason. */
 	char reason[240] = "";
@@ -442,7 +429,7 @@ static enum dm_status transport_tls_verify(struct transport *t,
 	if (pin != NULL) {
 		if (memcmp(pin, fp, sizeof(fp)) != 0) {
 			char want[96];
-			transport_tls_hex(pin, 32, want, sizeof(want));
+			text_hex(pin, 32, want, sizeof(want), false, ':');
 			snprintf(info->verify_error, sizeof(info->verify_error),
 			         "certificate fingerprint mismatch: server has %s",
 			         info->fingerprint);

@@ -1,0 +1,86 @@
+/* test_text.c - the shared core helpers: hex encoding (with and without a
+ * separator, both cases, caps that cut), table-driven. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/text.h"
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+struct hex_case {
+	const char *in;      /* bytes (may hold \0: length is `n`) */
+	size_t n;
+	size_t cap;
+	bool upper;
+	char sep;
+	const char *want;
+};
+
+static const struct hex_case hex_cases[] = {
+	{ "", 0, 8, false, '\0', "" },
+	{ "\x00", 1, 8, false, '\0', "00" },
+	{ "\xff\x0a\xb3", 3, 8, false, '\0', "ff0ab3" },
+	{ "\xff\x0a\xb3", 3, 8, true, '\0', "FF0AB3" },
+	{ "\x01\x23\x45\x67\x89\xab\xcd\xef", 8, 17, false, '\0',
+	  "0123456789abcdef" },
+	{ "\xde\xad\xbe\xef", 4, 16, false, ':', "de:ad:be:ef" },
+	{ "\xde\xad\xbe\xef", 4, 16, true, ':', "DE:AD:BE:EF" },
+	{ "=", 1, 3, true, '\0', "3D" },             /* exactly 2n+1 */
+	/* Caps that cut: whole bytes only, always NUL-terminated. */
+	{ "\xab\xcd\xef", 3, 6, false, '\0', "abcd" },
+	{ "\xab\xcd\xef", 3, 7, false, '\0', "abcdef" },
+	{ "\xab\xcd\xef", 3, 2, false, '\0', "" },
+	{ "\xab\xcd\xef", 3, 8, false, ':', "ab:cd" },   /* 3n-1 chars need 3n */
+	{ "\xab\xcd\xef", 3, 9, false, ':', "ab:cd:ef" },
+	{ "\xab\xcd\xef", 3, 1, false, ':', "" },
+};
+
+static void test_hex_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(hex_cases); i++) {
+		const struct hex_case *c = &hex_cases[i];
+		char out[64];
+		memset(out, 'X', sizeof(out));
+		size_t n = text_hex(c->in, c->n, out, c->cap, c->upper, c->sep);
+		assert_string_equal(out, c->want);
+		assert_int_equal(n, strlen(c->want));
+		assert_int_equal(out[c->cap], 'X');          /* nothing past cap */
+	}
+}
+
+static void test_hex_cap_zero(void **state)
+{
+	(void)state;
+	char out[4] = "XXX";
+	assert_int_equal(text_hex("\x01", 1, out, 0, false, '\0'), 0);
+	assert_string_equal(out, "XXX");
+}
+
+/* A SHA-256 fingerprint fills the 96-byte field of struct transport_info. */
+static void test_hex_fingerprint_fits(void **state)
+{
+	(void)state;
+	unsigned char fp[32];
+	char out[96];
+	for (size_t i = 0; i < sizeof(fp); i++)
+		fp[i] = (unsigned char)(i * 37);
+	assert_int_equal(text_hex(fp, sizeof(fp), out, sizeof(out), false, ':'),
+	                 95);
+	assert_int_equal(out[95], '\0');
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hex_table),
+		cmocka_unit_test(test_hex_cap_zero),
+		cmocka_unit_test(test_hex_fingerprint_fits),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
