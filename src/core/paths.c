@@ -1,5 +1,6 @@
 /* paths.c - data root resolution, directory creation, durable writes. */
 #include "core/paths.h"
+#include "core/rand.h"
 #include "core/text.h"
 
 #include <errno.h>
@@ -8,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -123,9 +123,10 @@ enum dm_status paths_write_atomic(const char *path, const void *data,
 	 * link there and have us truncate and write the file it points to. */
 	for (int tries = 0; tries < PATHS_TMP_TRIES && fd < 0; tries++) {
 		unsigned char rnd[8];
-		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		int e = rand_bytes(rnd, sizeof(rnd));
+		if (e != 0)
 			return dm_err_set(err, DM_EIO, "cannot create a temp name for "
-			                  "%s: getrandom: %s", path, strerror(errno));
+			                  "%s: getrandom: %s", path, strerror(e));
 		int n = snprintf(tmp, sizeof(tmp), "%s.tmp.", path);
 		if (n < 0 || (size_t)n + 2 * sizeof(rnd) >= sizeof(tmp))
 			return dm_err_set(err, DM_EINVAL, "path too long: %s", path);

@@ -23,11 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/rand.h"
 #include "core/schema.h"
 #include "core/text.h"
 #include "mail/address.h"
@@ -181,16 +181,9 @@ static enum dm_status message_flush_sb(struct message *m, struct message_sb *sb,
 static enum dm_status message_random(unsigned char *b, size_t n,
                                      struct dm_err *err)
 {
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = getrandom(b + got, n - got, 0);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return dm_err_set(err, DM_EIO, "getrandom: %s", strerror(errno));
-		}
-		got += (size_t)r;
-	}
+	int e = rand_bytes(b, n);
+	if (e != 0)
+		return dm_err_set(err, DM_EIO, "getrandom: %s", strerror(e));
 	return DM_OK;
 }
 

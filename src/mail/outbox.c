@@ -26,12 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/paths.h"
+#include "core/rand.h"
 
 #define OB_FORMAT "DEVMAIL-OUTBOX"
 #define OB_VERSION 1
@@ -85,7 +85,7 @@ static double ob_jitter(const struct outbox *ob)
 		double u = ob->opt.jitter(ob->opt.hook_ctx);
 		return u < -1.0 ? -1.0 : u > 1.0 ? 1.0 : u;
 	}
-	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+	if (rand_bytes(&r, sizeof(r)) != 0)
 		return 0.0;
 	return (double)r / (double)UINT32_MAX * 2.0 - 1.0;
 }
@@ -138,8 +138,9 @@ static enum dm_status ob_make_id(char id[OUTBOX_ID_MAX], struct dm_err *err)
 	struct tm tm;
 	uint32_t r;
 
-	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-		return dm_err_set(err, DM_EIO, "outbox: getrandom: %s", strerror(errno));
+	int e = rand_bytes(&r, sizeof(r));
+	if (e != 0)
+		return dm_err_set(err, DM_EIO, "outbox: getrandom: %s", strerror(e));
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	int n = snprintf(id, OUTBOX_ID_MAX, "%04u%02u%02uT%02u%02u%02u-%06u-%u-%08" PRIx32,

@@ -1,5 +1,5 @@
 /* test_text.c - the shared core helpers: hex encoding (with and without a
- * separator, both cases, caps that cut), table-driven. */
+ * separator, both cases, caps that cut) and random bytes, table-driven. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "core/rand.h"
 #include "core/text.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -75,12 +76,41 @@ static void test_hex_fingerprint_fits(void **state)
 	assert_int_equal(out[95], '\0');
 }
 
+/* Sizes below, at and past getrandom's 256-byte single-call guarantee:
+ * every byte is written (a sentinel pattern does not survive) and two
+ * draws differ. */
+static void test_rand_sizes(void **state)
+{
+	(void)state;
+	static const size_t sizes[] = { 1, 4, 8, 12, 16, 255, 256, 257, 4096 };
+	static unsigned char a[4096 + 1], b[4096 + 1];
+	for (size_t i = 0; i < NELEM(sizes); i++) {
+		size_t n = sizes[i];
+		memset(a, 0xA5, sizeof(a));
+		memset(b, 0xA5, sizeof(b));
+		assert_int_equal(rand_bytes(a, n), 0);
+		assert_int_equal(rand_bytes(b, n), 0);
+		assert_int_equal(a[n], 0xA5);                /* nothing past n */
+		if (n >= 8)
+			assert_memory_not_equal(a, b, n);
+		/* The last 16 bytes were written too (a chance of 2^-128
+		 * that they still equal the sentinel). */
+		if (n >= 16) {
+			unsigned char sentinel[16];
+			memset(sentinel, 0xA5, sizeof(sentinel));
+			assert_memory_not_equal(a + n - 16, sentinel, 16);
+		}
+	}
+	assert_int_equal(rand_bytes(a, 0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hex_table),
 		cmocka_unit_test(test_hex_cap_zero),
 		cmocka_unit_test(test_hex_fingerprint_fits),
+		cmocka_unit_test(test_rand_sizes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
