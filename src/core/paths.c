@@ -109,13 +109,31 @@ enum dm_status paths_fsync_dir(const char *dir, struct dm_err *err)
 	return DM_OK;
 }
 
+int paths_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		if (w == 0)
+			return EIO;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
 enum dm_status paths_write_atomic(const char *path, const void *data,
                                   size_t len, unsigned mode,
                                   struct dm_err *err)
 {
 	char tmp[DM_PATH_MAX], dir[DM_PATH_MAX];
-	const char *p = data;
-	int fd = -1;
+	int fd = -1, e;
 
 	/* The temp file gets a random name and is created exclusively, never
 	 * through a symbolic link: with a predictable name (path.tmp.<pid>)
@@ -123,8 +141,7 @@ enum dm_status paths_write_atomic(const char *path, const void *data,
 	 * link there and have us truncate and write the file it points to. */
 	for (int tries = 0; tries < PATHS_TMP_TRIES && fd < 0; tries++) {
 		unsigned char rnd[8];
-		int e = rand_bytes(rnd, sizeof(rnd));
-		if (e != 0)
+		if ((e = rand_bytes(rnd, sizeof(rnd))) != 0)
 			return dm_err_set(err, DM_EIO, "cannot create a temp name for "
 			                  "%s: getrandom: %s", path, strerror(e));
 		int n = snprintf(tmp, sizeof(tmp), "%s.tmp.", path);
@@ -142,26 +159,18 @@ enum dm_status paths_write_atomic(const char *path, const void *data,
 		return dm_err_set(err, DM_EIO, "cannot create a temp file next to %s: "
 		                  "%d random names were all taken", path,
 		                  PATHS_TMP_TRIES);
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			return dm_err_set(err, DM_EIO, "cannot write %s: %s", tmp, strerror(e));
-		}
-		p += w;
-		len -= (size_t)w;
+	if ((e = paths_write_all(fd, data, len)) != 0) {
+		close(fd);
+		unlink(tmp);
+		return dm_err_set(err, DM_EIO, "cannot write %s: %s", tmp, strerror(e));
 	}
 	if (fsync(fd) != 0 || close(fd) != 0) {
-		int e = errno;
+		e = errno;
 		unlink(tmp);
 		return dm_err_set(err, DM_EIO, "cannot sync %s: %s", tmp, strerror(e));
 	}
 	if (rename(tmp, path) != 0) {
-		int e = errno;
+		e = errno;
 		unlink(tmp);
 		return dm_err_set(err, DM_EIO, "cannot rename to %s: %s", path, strerror(e));
 	}

@@ -39,6 +39,12 @@ enum dm_status paths_write_atomic(const char *path, const void *data,
                                   size_t len, unsigned mode,
                                   struct dm_err *err);
 
+/* Writes data[len] to fd completely: retries after EINTR and short writes.
+ * Returns 0, or the errno value of the failure (EIO when write(2) wrote
+ * nothing); a syscall-level helper, so each caller words its own error
+ * message and does its own cleanup. */
+int paths_write_all(int fd, const void *data, size_t len);
+
 /* fsyncs the directory holding `path` (or `path` itself if a directory). */
 enum dm_status paths_fsync_dir(const char *dir, struct dm_err *err);
 

@@ -139,20 +139,13 @@ static enum dm_status vault_key_create(const char *root, const char *path,
 		vault_wipe(key, VAULT_KEY_LEN);
 		return dm_err_set(err, DM_EIO, "cannot create %s: %s", tmp, strerror(e));
 	}
-	size_t off = 0;
-	while (off < VAULT_KEY_LEN) {
-		ssize_t w = write(fd, key + off, VAULT_KEY_LEN - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			vault_wipe(key, VAULT_KEY_LEN);
-			return dm_err_set(err, DM_EIO, "cannot write %s: %s", tmp,
-			                  strerror(e));
-		}
-		off += (size_t)w;
+	int we = paths_write_all(fd, key, VAULT_KEY_LEN);
+	if (we != 0) {
+		close(fd);
+		unlink(tmp);
+		vault_wipe(key, VAULT_KEY_LEN);
+		return dm_err_set(err, DM_EIO, "cannot write %s: %s", tmp,
+		                  strerror(we));
 	}
 	if (fsync(fd) != 0 || close(fd) != 0) {
 		int e = errno;

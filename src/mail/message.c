@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/paths.h"
 #include "core/rand.h"
 #include "core/schema.h"
 #include "core/text.h"
@@ -1099,16 +1100,10 @@ enum dm_status message_write_fd(struct message *m, int fd, struct dm_err *err)
 		st = message_read(m, buf, sizeof(buf), &got, err);
 		if (st != DM_OK || got == 0)
 			break;
-		for (size_t off = 0; off < got;) {
-			ssize_t w = write(fd, buf + off, got - off);
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				return dm_err_set(err, DM_EIO, "writing the message: %s",
-				                  strerror(errno));
-			}
-			off += (size_t)w;
-		}
+		int e = paths_write_all(fd, buf, got);
+		if (e != 0)
+			return dm_err_set(err, DM_EIO, "writing the message: %s",
+			                  strerror(e));
 	}
 	return st;
 }

@@ -190,23 +190,6 @@ static enum dm_status ob_rmtree(const char *path, struct dm_err *err)
 	return DM_OK;
 }
 
-static enum dm_status ob_write_all(int fd, const char *p, size_t len,
-                                   const char *what, struct dm_err *err)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return dm_err_set(err, DM_EIO, "outbox: cannot write %s: %s",
-			                  what, strerror(errno));
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return DM_OK;
-}
-
 /* Copies text into out[cap] on one line (CR, LF, other controls -> space). */
 static void ob_one_line(char *out, size_t cap, const char *text)
 {
@@ -624,9 +607,12 @@ static enum dm_status ob_copy_source(const struct mail_source *src, int fd,
 			break;
 		}
 		outbox_scan_bytes(scan, buf, got);
-		st = ob_write_all(fd, buf, got, "spooled message", err);
-		if (st != DM_OK)
+		int e = paths_write_all(fd, buf, got);
+		if (e != 0) {
+			st = dm_err_set(err, DM_EIO, "outbox: cannot write %s: %s",
+			                "spooled message", strerror(e));
 			break;
+		}
 	}
 	free(buf);
 	return st;

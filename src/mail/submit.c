@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/paths.h"
 #include "mail/account.h"
 #include "mail/address.h"
 
@@ -439,29 +440,16 @@ static enum dm_status submit_rcpt_list(struct submit_rcpts *r, const char *text,
 	return st;
 }
 
-static enum dm_status submit_write_all(int fd, const char *p, size_t n,
-                                       struct dm_err *err)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return dm_err_set(err, DM_EIO, "writing the spool: %s",
-			                  strerror(errno));
-		p += w;
-		n -= (size_t)w;
-	}
-	return DM_OK;
-}
-
 /* Writes p[n] into the spool file and scans it for the envelope flags. */
 static enum dm_status submit_raw_put(struct submit_rawctx *r, int fd,
                                      const char *p, size_t n,
                                      struct dm_err *err)
 {
 	outbox_scan_bytes(&r->scan, p, n);
-	return submit_write_all(fd, p, n, err);
+	int e = paths_write_all(fd, p, n);
+	if (e != 0)
+		return dm_err_set(err, DM_EIO, "writing the spool: %s", strerror(e));
+	return DM_OK;
 }
 
 static enum dm_status submit_raw_writer(void *ctx, int fd, struct dm_err *err)

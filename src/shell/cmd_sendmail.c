@@ -14,6 +14,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "core/paths.h"
 #include "mail/submit.h"
 
 #define SENDMAIL_LIST_MAX 32                   /* -t/-c/-b/-a occurrences */
@@ -196,16 +197,11 @@ static int sendmail_stdin_body(struct shell *sh, int *rc)
 			close(fd);
 			return -1;
 		}
-		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(fd, buf + off, (size_t)(n - off));
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0) {
-				*rc = shell_error(sh, EX_IOERR, "%s: %s", path, strerror(errno));
-				close(fd);
-				return -1;
-			}
-			off += w;
+		int e = paths_write_all(fd, buf, (size_t)n);
+		if (e != 0) {
+			*rc = shell_error(sh, EX_IOERR, "%s: %s", path, strerror(e));
+			close(fd);
+			return -1;
 		}
 	}
 	return fd;

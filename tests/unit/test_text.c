@@ -1,13 +1,22 @@
 /* test_text.c - the shared core helpers: hex encoding (with and without a
- * separator, both cases, caps that cut) and random bytes, table-driven. */
+ * separator, both cases, caps that cut), random bytes and write-all,
+ * table-driven. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "core/paths.h"
 #include "core/rand.h"
 #include "core/text.h"
 
@@ -104,6 +113,96 @@ static void test_rand_sizes(void **state)
 	assert_int_equal(rand_bytes(a, 0), 0);
 }
 
+/* Whole buffers of each size reach a file; a pipe whose buffer is smaller
+ * than the data forces short writes, drained by a child so the writer
+ * finishes; errors come back as errno values. */
+static void test_write_all_sizes(void **state)
+{
+	(void)state;
+	static const size_t sizes[] = { 0, 1, 4095, 4096, 65537, 1 << 20 };
+	unsigned char *data = malloc(1 << 20), *back = malloc(1 << 20);
+	assert_non_null(data);
+	assert_non_null(back);
+	for (size_t i = 0; i < (1u << 20); i++)
+		data[i] = (unsigned char)(i * 131 + 7);
+	for (size_t i = 0; i < NELEM(sizes); i++) {
+		FILE *f = tmpfile();
+		assert_non_null(f);
+		int fd = fileno(f);
+		assert_int_equal(paths_write_all(fd, data, sizes[i]), 0);
+		assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)sizes[i]);
+		assert_int_equal(pread(fd, back, sizes[i], 0), (ssize_t)sizes[i]);
+		assert_memory_equal(back, data, sizes[i]);
+		fclose(f);
+	}
+	free(data);
+	free(back);
+}
+
+static void test_write_all_pipe(void **state)
+{
+	(void)state;
+	enum { N = 300000 };   /* well past a 64 KiB pipe buffer */
+	unsigned char *data = malloc(N);
+	int fds[2];
+	assert_non_null(data);
+	for (size_t i = 0; i < N; i++)
+		data[i] = (unsigned char)(i % 251);
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* Child: read everything, exit 0 only if it matches. */
+		unsigned char buf[8192];
+		size_t total = 0;
+		int ok = 1;
+		close(fds[1]);
+		for (;;) {
+			ssize_t r = read(fds[0], buf, sizeof(buf));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			for (ssize_t k = 0; k < r; k++)
+				if (buf[k] != (unsigned char)((total + (size_t)k) % 251))
+					ok = 0;
+			total += (size_t)r;
+		}
+		_exit(ok && total == N ? 0 : 1);
+	}
+	close(fds[0]);
+	assert_int_equal(paths_write_all(fds[1], data, N), 0);
+	close(fds[1]);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	free(data);
+}
+
+static void test_write_all_errors(void **state)
+{
+	(void)state;
+	struct { int fd; int want; } cases[] = {
+		{ -1, EBADF },
+		{ -1, 0 },      /* filled below: a read-only fd */
+		{ -1, EPIPE },  /* filled below: a pipe with no reader */
+	};
+	cases[1].fd = open("/dev/null", O_RDONLY);
+	cases[1].want = EBADF;
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	close(fds[0]);
+	cases[2].fd = fds[1];
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < NELEM(cases); i++)
+		assert_int_equal(paths_write_all(cases[i].fd, "x", 1), cases[i].want);
+	close(cases[1].fd);
+	close(fds[1]);
+	/* Nothing to write is never an error, even on a bad fd. */
+	assert_int_equal(paths_write_all(-1, "x", 0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -111,6 +210,9 @@ int main(void)
 		cmocka_unit_test(test_hex_cap_zero),
 		cmocka_unit_test(test_hex_fingerprint_fits),
 		cmocka_unit_test(test_rand_sizes),
+		cmocka_unit_test(test_write_all_sizes),
+		cmocka_unit_test(test_write_all_pipe),
+		cmocka_unit_test(test_write_all_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
