@@ -21,6 +21,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/text.h"
+
 #define SCHEMA_NAME_MAX 128
 
 static const struct schema_key schema_table[] = {
@@ -449,48 +451,6 @@ static bool schema_atext(int c)
 	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c));
 }
 
-/* Length of the UTF-8 sequence at s (RFC 3629: no overlongs, surrogates or
- * code points past U+10FFFF), 0 when invalid. */
-static size_t schema_utf8_seq(const unsigned char *s, size_t len)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-	size_t n;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF) {
-		n = 2;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		n = 3;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 4;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else {
-		return 0;
-	}
-	if (len < n || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xBF)
-			return 0;
-	return n;
-}
-
-static bool schema_utf8_valid(const char *s, size_t len)
-{
-	for (size_t i = 0, n; i < len; i += n)
-		if ((n = schema_utf8_seq((const unsigned char *)s + i, len - i)) == 0)
-			return false;
-	return true;
-}
-
 static bool schema_dot_atom(const char *s, size_t len)
 {
 	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
@@ -686,7 +646,7 @@ static const char *schema_address_check(const char *s)
 	bool inq = false, seen_at = false;
 	const char *why;
 
-	if (!schema_utf8_valid(s, len))
+	if (!text_utf8_valid(s, len))
 		return "is not valid UTF-8";
 	for (size_t i = 0; i < len; i++) {
 		if (inq && s[i] == '\\') {

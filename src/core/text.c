@@ -1,4 +1,5 @@
-/* text.c - hex encoding shared by the mail code and the durable writes. */
+/* text.c - hex encoding and UTF-8 validation (RFC 3629) shared by the
+ * mail code, the registry schema and the durable writes. */
 #include "core/text.h"
 
 size_t text_hex(const void *in, size_t n, char *out, size_t cap, bool upper,
@@ -21,4 +22,49 @@ size_t text_hex(const void *in, size_t n, char *out, size_t cap, bool upper,
 	}
 	out[o] = '\0';
 	return o;
+}
+
+size_t text_utf8_seq(const void *s, size_t len)
+{
+	const unsigned char *b = s;
+	unsigned char c, lo = 0x80, hi = 0xBF;
+	size_t n;
+
+	if (len == 0)
+		return 0;
+	c = b[0];
+	if (c < 0x80)
+		return 1;
+	/* RFC 3629 section 4: the second byte's range depends on the first. */
+	if (c >= 0xC2 && c <= 0xDF) {
+		n = 2;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		n = 3;
+		if (c == 0xE0)
+			lo = 0xA0;          /* no overlong 3-byte forms */
+		else if (c == 0xED)
+			hi = 0x9F;          /* no surrogates */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		n = 4;
+		if (c == 0xF0)
+			lo = 0x90;          /* no overlong 4-byte forms */
+		else if (c == 0xF4)
+			hi = 0x8F;          /* nothing past U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (len < n || b[1] < lo || b[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (b[i] < 0x80 || b[i] > 0xBF)
+			return 0;
+	return n;
+}
+
+bool text_utf8_valid(const char *s, size_t len)
+{
+	for (size_t i = 0, n; i < len; i += n)
+		if ((n = text_utf8_seq(s + i, len - i)) == 0)
+			return false;
+	return true;
 }

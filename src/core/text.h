@@ -1,5 +1,6 @@
 /*
- * text.h - small byte-to-text helpers shared by every layer: hex encoding.
+ * text.h - small text helpers shared by every layer: hex encoding, UTF-8
+ * validation (RFC 3629).
  *
  * No allocation, no I/O; every output buffer is caller-owned with a cap.
  */
@@ -17,5 +18,14 @@
  * Returns the length written (without the NUL); nothing when cap is 0. */
 size_t text_hex(const void *in, size_t n, char *out, size_t cap, bool upper,
                 char sep);
+
+/* Length (1-4) of the well-formed UTF-8 sequence at s[0..len), 0 when it is
+ * malformed or cut short, or len is 0.  RFC 3629 section 4: no overlong
+ * forms, no surrogates (U+D800-DFFF), nothing past U+10FFFF. */
+size_t text_utf8_seq(const void *s, size_t len);
+
+/* True when all of s[len] is well-formed UTF-8 (see text_utf8_seq); NULs
+ * count as characters, so the caller decides whether they are allowed. */
+bool text_utf8_valid(const char *s, size_t len);
 
 #endif

@@ -27,54 +27,9 @@ static size_t codec_hex_tok(char lead, unsigned char c, char tok[4])
 
 /* ---- UTF-8 ---------------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence at s[0..len), 0 if malformed
- * (RFC 3629 section 4 table). */
-static size_t codec_utf8_seq(const unsigned char *s, size_t len)
-{
-	unsigned char c = s[0];
-	size_t n;
-	unsigned char lo = 0x80, hi = 0xBF;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		n = 2;
-	else if (c >= 0xE0 && c <= 0xEF) {
-		n = 3;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 4;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else
-		return 0;
-	if (len < n)
-		return 0;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xBF)
-			return 0;
-	return n;
-}
-
 bool codec_utf8_valid(const char *s, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-
-	while (i < len) {
-		size_t n = codec_utf8_seq(p + i, len - i);
-		if (n == 0)
-			return false;
-		i += n;
-	}
-	return true;
+	return text_utf8_valid(s, len);
 }
 
 bool codec_is_ascii(const char *s, size_t len)
@@ -358,7 +313,7 @@ static enum dm_status codec_words(struct codec_out *w, const unsigned char *s,
 	if (!codec_utf8_valid((const char *)s, len))
 		return dm_err_set(err, DM_EINVAL, "text is not valid UTF-8");
 	size_t chars = 0;
-	for (size_t k = 0; k < len; k += codec_utf8_seq(s + k, len - k)) {
+	for (size_t k = 0; k < len; k += text_utf8_seq(s + k, len - k)) {
 		chars++;
 		if (!codec_q_plain(s[k]) && s[k] != ' ')
 			escaped++;
@@ -380,14 +335,14 @@ static enum dm_status codec_words(struct codec_out *w, const unsigned char *s,
 		if (use_b) {
 			size_t maxbytes = room / 4 * 3;
 			while (i < len) {
-				size_t n = codec_utf8_seq(s + i, len - i);
+				size_t n = text_utf8_seq(s + i, len - i);
 				if (i - start + n > maxbytes)
 					break;
 				i += n;
 			}
 		} else {
 			while (i < len) {
-				size_t n = codec_utf8_seq(s + i, len - i);
+				size_t n = text_utf8_seq(s + i, len - i);
 				size_t t = codec_q_len(s + i, n);
 				if (used + t > room)
 					break;

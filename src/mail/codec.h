@@ -22,7 +22,7 @@
 /* ---- UTF-8 ------------------------------------------------------------ */
 
 /* True when s[len] is well-formed UTF-8 (no overlongs, surrogates, or
- * code points above U+10FFFF). */
+ * code points above U+10FFFF); text_utf8_valid() in core/text.h. */
 bool codec_utf8_valid(const char *s, size_t len);
 
 /* True when s[len] is all 7-bit ASCII. */

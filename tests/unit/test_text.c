@@ -1,6 +1,6 @@
 /* test_text.c - the shared core helpers: hex encoding (with and without a
- * separator, both cases, caps that cut), random bytes and write-all,
- * table-driven. */
+ * separator, both cases, caps that cut), UTF-8 validation (RFC 3629
+ * edges), random bytes and write-all, table-driven. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -83,6 +83,55 @@ static void test_hex_fingerprint_fits(void **state)
 	assert_int_equal(text_hex(fp, sizeof(fp), out, sizeof(out), false, ':'),
 	                 95);
 	assert_int_equal(out[95], '\0');
+}
+
+struct utf8_case {
+	const char *s;
+	size_t len;          /* 0: strlen(s) */
+	size_t seq;          /* text_utf8_seq at s[0] */
+	bool valid;          /* text_utf8_valid of the whole */
+};
+
+static const struct utf8_case utf8_cases[] = {
+	{ "a", 0, 1, true },
+	{ "\x7f", 0, 1, true },
+	{ "\0x", 2, 1, true },                      /* NUL is a character */
+	{ "\xc2\x80", 0, 2, true },                 /* U+0080 */
+	{ "\xdf\xbf", 0, 2, true },                 /* U+07FF */
+	{ "\xc0\x80", 0, 0, false },                /* overlong NUL */
+	{ "\xc1\xbf", 0, 0, false },                /* overlong */
+	{ "\xc2", 0, 0, false },                     /* cut short */
+	{ "\xc2\x41", 0, 0, false },                /* bad continuation */
+	{ "\xe0\xa0\x80", 0, 3, true },             /* U+0800 */
+	{ "\xe0\x9f\xbf", 0, 0, false },            /* overlong 3-byte */
+	{ "\xed\x9f\xbf", 0, 3, true },             /* U+D7FF */
+	{ "\xed\xa0\x80", 0, 0, false },            /* surrogate U+D800 */
+	{ "\xef\xbf\xbf", 0, 3, true },             /* U+FFFF */
+	{ "\xe2\x82", 0, 0, false },                /* cut short */
+	{ "\xf0\x90\x80\x80", 0, 4, true },         /* U+10000 */
+	{ "\xf0\x8f\xbf\xbf", 0, 0, false },        /* overlong 4-byte */
+	{ "\xf4\x8f\xbf\xbf", 0, 4, true },         /* U+10FFFF */
+	{ "\xf4\x90\x80\x80", 0, 0, false },        /* past U+10FFFF */
+	{ "\xf5\x80\x80\x80", 0, 0, false },
+	{ "\xf0\x9f\x98", 0, 0, false },            /* cut short */
+	{ "\x80", 0, 0, false },                     /* lone continuation */
+	{ "\xff", 0, 0, false },
+	{ "caf\xc3\xa9 \xe2\x82\xac", 0, 1, true },
+	{ "ok\xc3", 0, 1, false },                   /* bad at the end */
+	{ "", 0, 0, true },                          /* empty: valid, no seq */
+};
+
+static void test_utf8_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(utf8_cases); i++) {
+		const struct utf8_case *c = &utf8_cases[i];
+		size_t len = c->len ? c->len : strlen(c->s);
+		if (text_utf8_seq(c->s, len) != c->seq ||
+		    text_utf8_valid(c->s, len) != c->valid)
+			fail_msg("utf8 case %zu: seq %zu valid %d", i,
+			         text_utf8_seq(c->s, len), text_utf8_valid(c->s, len));
+	}
 }
 
 /* Sizes below, at and past getrandom's 256-byte single-call guarantee:
@@ -209,6 +258,7 @@ int main(void)
 		cmocka_unit_test(test_hex_table),
 		cmocka_unit_test(test_hex_cap_zero),
 		cmocka_unit_test(test_hex_fingerprint_fits),
+		cmocka_unit_test(test_utf8_table),
 		cmocka_unit_test(test_rand_sizes),
 		cmocka_unit_test(test_write_all_sizes),
 		cmocka_unit_test(test_write_all_pipe),
