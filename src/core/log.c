@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/paths.h"
+#include "core/text.h"
 
 #define LOG_DIR "log"
 #define LOG_FILE "log/system.log"
@@ -86,17 +87,6 @@ static enum dm_status log_lock(const struct log_paths *p, int how, int create,
 		return dm_err_set(err, DM_EIO, "cannot lock %s: %s", p->lock, strerror(e));
 	}
 	return DM_OK;
-}
-
-/* Replaces control characters (CR, LF, tab, DEL, ...) by spaces, so one
- * event is always one line and cannot forge a second one. */
-static void log_sanitise(char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == 0x7f)
-			s[i] = ' ';
-	}
 }
 
 /* Length of s[0..len) without a UTF-8 sequence cut at the end. */
@@ -187,7 +177,9 @@ enum dm_status log_vwrite(const char *root, long max_size, struct dm_err *err,
 	size_t tlen = (size_t)n;
 	if (tlen > LOG_LINE_MAX)
 		tlen = log_utf8_trim(text, LOG_LINE_MAX);
-	log_sanitise(text, tlen);
+	/* Control characters (CR, LF, tab, DEL, ...) become spaces, so one
+	 * event is always one line and cannot forge a second one. */
+	text_one_line(text, tlen, text, tlen + 1, ' ');
 
 	int lockfd;
 	st = log_lock(&p, LOCK_EX, 1, &lockfd, err);

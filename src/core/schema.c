@@ -237,7 +237,7 @@ const char *schema_escape(const char *in, char *out, size_t cap)
 			snprintf(esc, sizeof(esc), "\\t");
 		else if (*p == '\\' || *p == '\'')
 			snprintf(esc, sizeof(esc), "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
+		else if (text_is_ctl(*p))
 			snprintf(esc, sizeof(esc), "\\x%02x", *p);
 		else
 			snprintf(esc, sizeof(esc), "%c", *p);

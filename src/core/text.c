@@ -1,5 +1,6 @@
-/* text.c - hex encoding and UTF-8 validation (RFC 3629) shared by the
- * mail code, the registry schema and the durable writes. */
+/* text.c - hex encoding, UTF-8 validation (RFC 3629) and one-line copies
+ * shared by the mail code, the registry schema, the log and the durable
+ * writes. */
 #include "core/text.h"
 
 size_t text_hex(const void *in, size_t n, char *out, size_t cap, bool upper,
@@ -67,4 +68,22 @@ bool text_utf8_valid(const char *s, size_t len)
 		if ((n = text_utf8_seq(s + i, len - i)) == 0)
 			return false;
 	return true;
+}
+
+bool text_is_ctl(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+size_t text_one_line(const char *in, size_t len, char *out, size_t cap,
+                     char repl)
+{
+	size_t i = 0;
+
+	if (cap == 0)
+		return 0;
+	for (; i < len && i + 1 < cap; i++)
+		out[i] = text_is_ctl((unsigned char)in[i]) ? repl : in[i];
+	out[i] = '\0';
+	return i;
 }

@@ -1,6 +1,6 @@
 /*
  * text.h - small text helpers shared by every layer: hex encoding, UTF-8
- * validation (RFC 3629).
+ * validation (RFC 3629), one-line copies of untrusted text.
  *
  * No allocation, no I/O; every output buffer is caller-owned with a cap.
  */
@@ -27,5 +27,18 @@ size_t text_utf8_seq(const void *s, size_t len);
 /* True when all of s[len] is well-formed UTF-8 (see text_utf8_seq); NULs
  * count as characters, so the caller decides whether they are allowed. */
 bool text_utf8_valid(const char *s, size_t len);
+
+/* True for a control character: C0 (NUL, tab, CR, LF, ...) and DEL.  The
+ * one test behind every sanitiser (text_one_line, schema_escape). */
+bool text_is_ctl(unsigned char c);
+
+/* Copies in[len] (NULs included; NULL with len 0 is allowed) into out[cap]
+ * on one line: every control character becomes `repl` (log lines and the
+ * outbox use ' ', address echoes '?'), so text from a user or a server can
+ * never start a second line.  Cut to cap-1 bytes without a mark, always
+ * NUL-terminated when cap > 0; out may be in (in place).  Returns the number
+ * of bytes copied: less than len when cut. */
+size_t text_one_line(const char *in, size_t len, char *out, size_t cap,
+                     char repl);
 
 #endif

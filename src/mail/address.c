@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/text.h"
 #include "mail/codec.h"
 
 /* RFC 5322 3.2.3 atext, plus UTF-8 octets (RFC 6532 3.2). */
@@ -33,17 +34,16 @@ static bool address_atext(unsigned char c)
  * '?', cut to fit. */
 static void address_echo(const char *text, char *out, size_t cap)
 {
-	size_t i = 0;
+	size_t len = strlen(text);
 
-	for (; text[i] && i + 4 < cap; i++) {
-		unsigned char c = (unsigned char)text[i];
-		out[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	if (cap < 4) {
+		if (cap > 0)
+			out[0] = '\0';
+		return;
 	}
-	if (text[i] && i + 4 >= cap && cap >= 4) {
-		memcpy(out + i, "...", 3);
-		i += 3;
-	}
-	out[i] = '\0';
+	size_t n = text_one_line(text, len, out, cap - 3, '?');
+	if (n < len)
+		memcpy(out + n, "...", 4);
 }
 
 #define ADDRESS_FAIL(err, input, ...)                                        \

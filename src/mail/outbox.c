@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "core/paths.h"
 #include "core/rand.h"
+#include "core/text.h"
 
 #define OB_FORMAT "DEVMAIL-OUTBOX"
 #define OB_VERSION 1
@@ -190,14 +191,11 @@ static enum dm_status ob_rmtree(const char *path, struct dm_err *err)
 	return DM_OK;
 }
 
-/* Copies text into out[cap] on one line (CR, LF, other controls -> space). */
+/* Copies text (NULL: "") into out[cap] on one line (CR, LF, other
+ * controls -> space). */
 static void ob_one_line(char *out, size_t cap, const char *text)
 {
-	size_t i = 0;
-
-	for (; text && *text && i + 1 < cap; text++)
-		out[i++] = ((unsigned char)*text < 0x20 || *text == 0x7f) ? ' ' : *text;
-	out[i] = '\0';
+	text_one_line(text, text ? strlen(text) : 0, out, cap, ' ');
 }
 
 /* ---- envelope file -------------------------------------------------------- */

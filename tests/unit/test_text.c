@@ -1,6 +1,6 @@
 /* test_text.c - the shared core helpers: hex encoding (with and without a
  * separator, both cases, caps that cut), UTF-8 validation (RFC 3629
- * edges), random bytes and write-all, table-driven. */
+ * edges), one-line copies, random bytes and write-all, table-driven. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -134,6 +134,58 @@ static void test_utf8_table(void **state)
 	}
 }
 
+struct one_line_case {
+	const char *in;
+	size_t len;          /* 0: strlen(in) */
+	size_t cap;
+	char repl;
+	const char *want;
+	size_t ret;
+};
+
+static const struct one_line_case one_line_cases[] = {
+	{ "plain text", 0, 32, ' ', "plain text", 10 },
+	{ "a\r\nRCPT TO:<x>", 0, 32, ' ', "a  RCPT TO:<x>", 14 },
+	{ "tab\there\x7f\x01", 0, 32, '?', "tab?here??", 10 },
+	{ "nul\0inside", 10, 32, ' ', "nul inside", 10 },   /* NULs too */
+	{ "caf\xc3\xa9", 0, 32, ' ', "caf\xc3\xa9", 5 },    /* UTF-8 kept */
+	{ "abcdef", 0, 4, ' ', "abc", 3 },                   /* cut */
+	{ "abc", 0, 4, ' ', "abc", 3 },                      /* exactly fits */
+	{ "abc", 0, 1, ' ', "", 0 },
+	{ "", 0, 8, ' ', "", 0 },
+};
+
+static void test_one_line_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(one_line_cases); i++) {
+		const struct one_line_case *c = &one_line_cases[i];
+		size_t len = c->len ? c->len : strlen(c->in);
+		char out[64];
+		memset(out, 'X', sizeof(out));
+		size_t n = text_one_line(c->in, len, out, c->cap, c->repl);
+		assert_int_equal(n, c->ret);
+		assert_string_equal(out, c->want);
+		assert_int_equal(out[c->cap], 'X');
+	}
+}
+
+static void test_one_line_in_place_and_edges(void **state)
+{
+	(void)state;
+	char buf[] = "one\ntwo\rthree";
+	assert_int_equal(text_one_line(buf, strlen(buf), buf, sizeof(buf), ' '),
+	                 13);
+	assert_string_equal(buf, "one two three");
+	char out[4] = "XXX";
+	assert_int_equal(text_one_line("abc", 3, out, 0, ' '), 0);
+	assert_string_equal(out, "XXX");
+	assert_int_equal(text_one_line(NULL, 0, out, sizeof(out), ' '), 0);
+	assert_string_equal(out, "");
+	for (unsigned c = 0; c < 256; c++)
+		assert_int_equal(text_is_ctl((unsigned char)c), c < 0x20 || c == 0x7f);
+}
+
 /* Sizes below, at and past getrandom's 256-byte single-call guarantee:
  * every byte is written (a sentinel pattern does not survive) and two
  * draws differ. */
@@ -259,6 +311,8 @@ int main(void)
 		cmocka_unit_test(test_hex_cap_zero),
 		cmocka_unit_test(test_hex_fingerprint_fits),
 		cmocka_unit_test(test_utf8_table),
+		cmocka_unit_test(test_one_line_table),
+		cmocka_unit_test(test_one_line_in_place_and_edges),
 		cmocka_unit_test(test_rand_sizes),
 		cmocka_unit_test(test_write_all_sizes),
 		cmocka_unit_test(test_write_all_pipe),
