@@ -79,16 +79,17 @@ static const struct schema_key schema_table[] = {
 	    "authentication.  Set with IPCONFIG together with the password.",
 	  .see_also = "IPCONFIG, Email/Password, Email/AuthMechanism" },
 	{ .name = "Email/Password", .type = SCHEMA_SEALED,
-	  .summary = "written only through the vault (IPCONFIG, web page)",
+	  .summary = "written only through the vault (IPCONFIG)",
 	  .description = "The account password, stored encrypted.  It requires "
 	    "the active step of encryption and so cannot be typed into the "
-	    "registry in clear: set it with IPCONFIG or on the web page.",
+	    "registry in clear: set it with IPCONFIG -E or IPCONFIG "
+	    "--password-stdin.",
 	  .see_also = "IPCONFIG, Email/Username" },
 	{ .name = "Email/OAuthToken", .type = SCHEMA_SEALED,
 	  .summary = "bearer token for XOAUTH2, sealed",
 	  .description = "An OAuth 2.0 bearer token for servers that use "
 	    "XOAUTH2 instead of a password.  Stored encrypted like the "
-	    "password; set it with IPCONFIG or on the web page.",
+	    "password; set it with IPCONFIG --oauth-token-stdin.",
 	  .see_also = "Email/AuthMechanism, IPCONFIG" },
 	{ .name = "Email/AuthMechanism", .type = SCHEMA_ENUM, .def = "auto",
 	  .choices = "auto|PLAIN|LOGIN|CRAM-MD5|SCRAM-SHA-256|SCRAM-SHA-256-PLUS|XOAUTH2",

@@ -1458,11 +1458,16 @@ enum dm_status outbox_retry_now(struct outbox *ob, const char *id,
 	if ((st = ob_scan(ob->queue, &ids, err)) != DM_OK)
 		return st;
 	for (size_t i = 0; i < ids.n; i++) {
-		enum dm_status r = ob_retry_one(ob, ids.id[i], err);
+		struct dm_err one;
+		dm_err_clear(&one);
+		enum dm_status r = ob_retry_one(ob, ids.id[i], &one);
 		if (r == DM_OK)
 			n++;
-		else if (r != DM_EBUSY && r != DM_ENOTFOUND) {
-			st = r;
+		else if (r == DM_EBUSY || r == DM_ENOTFOUND || r == DM_EINVAL)
+			continue;   /* being delivered, gone, or damaged: the next
+			             * delivery run moves a damaged entry to failed */
+		else {
+			st = dm_err_set(err, r, "%s", one.msg);
 			break;
 		}
 	}

@@ -101,7 +101,7 @@ static void help_key(FILE *out, const struct schema_key *k)
 	schema_type_str(k, type, sizeof(type));
 	fprintf(out, "    Values: %s.\n", type);
 	if (k->type == SCHEMA_SEALED)
-		fprintf(out, "    Set with IPCONFIG or the web page; REG shows <sealed>.\n");
+		fprintf(out, "    Set with IPCONFIG (encrypted on entry); REG shows <sealed>.\n");
 	fprintf(out, "\nSEE ALSO\n");
 	fprintf(out, "    %s\n", k->see_also ? k->see_also : "REG");
 }

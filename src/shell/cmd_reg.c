@@ -127,8 +127,8 @@ static int reg_set(struct shell *sh, struct registry *reg, const char *key,
 	 * "requires the active step of encryption"). */
 	if (k && k->type == SCHEMA_SEALED)
 		return shell_error(sh, EX_NOPERM,
-		    "%s is sealed and cannot be typed in clear; set it with IPCONFIG "
-		    "(or the web page), which encrypts it", k->name);
+		    "%s is sealed and cannot be typed in clear; set it with IPCONFIG, "
+		    "which encrypts it on entry", k->name);
 	dm_err_clear(&e);
 	if ((st = registry_set(reg, key, value, &unknown, &e)))
 		return shell_fail(sh, st, &e);
@@ -253,7 +253,7 @@ const struct shell_command shell_cmd_reg = {
 		"not in the schema may be stored as text and are marked [unknown key]."
 		"\n\n"
 		"Sealed keys (Email/Password) show as <sealed> and cannot be set "
-		"here: IPCONFIG and the web page encrypt them first. Every change "
+		"here: IPCONFIG encrypts them first. Every change "
 		"is written to the system log (LOG shows it). HELP KEY describes a "
 		"key.",
 	.flags = SHELL_CMD_ASSIGN,

@@ -245,7 +245,7 @@ static int sm_usage(FILE *f, int code)
 	    "  -f FROM    envelope sender (also -r FROM)\n"
 	    "  -F NAME    full name for the From field added when there is none\n"
 	    "  -v         show the SMTP dialogue and the result\n"
-	    "  -odq       only queue the message (OUTBOX -a or the daemon sends it)\n"
+	    "  -odq       only queue the message (OUTBOX -a or devmail-sendmail -q sends it)\n"
 	    "  -q         deliver every queued message now (retry schedule ignored)\n"
 	    "  --root DIR data root (else $DEVMAIL_ROOT, else the default)\n"
 	    "  ignored for compatibility: -oX, -odi, -odb, -bm, -em, -U, -m, -n,\n"

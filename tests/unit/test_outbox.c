@@ -903,6 +903,13 @@ static void test_damaged_env(void **state)
 	assert_string_equal(d.id[1], b);
 	assert_non_null(strstr(d.reason[1], "malformed"));
 
+	/* "Retry all now" (OUTBOX -a, devmail-sendmail -q) steps over the
+	 * damaged entry instead of stopping the whole queue at it. */
+	unsigned made_due = 0;
+	dm_err_clear(&err);
+	assert_int_equal(outbox_retry_now(ob, NULL, &made_due, &err), DM_OK);
+	assert_int_equal(made_due, 2);
+
 	struct outbox_stats st = { 0 };
 	damaged_calls = 0;
 	assert_int_equal(outbox_deliver(ob, NULL, damaged_deliver, NULL, &st, &err), DM_OK);
