@@ -444,29 +444,6 @@ static const char *schema_hostname_check(const char *in, char *out, size_t cap)
 #define SCHEMA_SPEC_MAX 254     /* RFC 5321 4.5.3.1.3 path minus "<>" */
 #define SCHEMA_ADDR_NAME_MAX 256
 
-/* RFC 5322 3.2.3 atext, plus UTF-8 octets (RFC 6532 3.2). */
-static bool schema_atext(int c)
-{
-	if (c >= 0x80)
-		return true;
-	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c));
-}
-
-static bool schema_dot_atom(const char *s, size_t len)
-{
-	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '.') {
-			if (s[i + 1] == '.')
-				return false;
-		} else if (!schema_atext((unsigned char)s[i])) {
-			return false;
-		}
-	}
-	return true;
-}
-
 /* Local part s[len]; *canon receives the length of its canonical form
  * (unquoted when the content is a dot-atom, else quoted with '\' escapes). */
 static const char *schema_local_check(const char *s, size_t len, size_t *canon)
@@ -499,7 +476,7 @@ static const char *schema_local_check(const char *s, size_t len, size_t *canon)
 			    "part must be quoted whole)";
 		if (n == 0)
 			return "has an empty local part (before '@')";
-		*canon = schema_dot_atom(raw, n) ? n : n + q + 2;
+		*canon = text_dot_atom(raw, n) ? n : n + q + 2;
 	} else {
 		for (size_t i = 0; i < len; i++) {
 			unsigned char c = (unsigned char)s[i];
@@ -509,11 +486,11 @@ static const char *schema_local_check(const char *s, size_t len, size_t *canon)
 			if (c == '"')
 				return "has unbalanced quotes in the local part (a quoted "
 				    "local part must be quoted whole)";
-			if (c != '.' && !schema_atext(c))
+			if (c != '.' && !text_atext(c))
 				return "has a character not allowed unquoted in the local "
 				    "part";
 		}
-		if (!schema_dot_atom(s, len))
+		if (!text_dot_atom(s, len))
 			return "has a misplaced '.' in the local part (at the start, "
 			    "at the end, or two in a row)";
 		*canon = len;
@@ -631,7 +608,7 @@ static const char *schema_name_check(const char *s, size_t len)
 			continue;
 		}
 		for (; i < len && s[i] != ' ' && s[i] != '"'; i++, n++)
-			if (s[i] != '.' && !schema_atext((unsigned char)s[i]))
+			if (s[i] != '.' && !text_atext((unsigned char)s[i]))
 				return "has a character not allowed in the display name; "
 				    "put the name in double quotes";
 		i--;

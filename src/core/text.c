@@ -1,7 +1,10 @@
-/* text.c - hex encoding, UTF-8 validation (RFC 3629) and one-line copies
+/* text.c - hex encoding, UTF-8 validation (RFC 3629), atext/dot-atom (RFC
+ * 5322 3.2.3) and one-line copies
  * shared by the mail code, the registry schema, the log and the durable
  * writes. */
 #include "core/text.h"
+
+#include <string.h>
 
 size_t text_hex(const void *in, size_t n, char *out, size_t cap, bool upper,
                 char sep)
@@ -86,4 +89,29 @@ size_t text_one_line(const char *in, size_t len, char *out, size_t cap,
 		out[i] = text_is_ctl((unsigned char)in[i]) ? repl : in[i];
 	out[i] = '\0';
 	return i;
+}
+
+bool text_atext(unsigned char c)
+{
+	if (c >= 0x80)
+		return true;
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'))
+		return true;
+	return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+}
+
+bool text_dot_atom(const char *s, size_t len)
+{
+	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '.') {
+			if (s[i + 1] == '.')
+				return false;
+		} else if (!text_atext((unsigned char)s[i])) {
+			return false;
+		}
+	}
+	return true;
 }

@@ -32,6 +32,14 @@ bool text_utf8_valid(const char *s, size_t len);
  * one test behind every sanitiser (text_one_line, schema_escape). */
 bool text_is_ctl(unsigned char c);
 
+/* RFC 5322 3.2.3 atext, plus every octet >= 0x80 (RFC 6532 3.2: UTF-8 in
+ * addresses; the caller checks the sequences with text_utf8_valid()). */
+bool text_atext(unsigned char c);
+
+/* True when s[len] is a dot-atom: atext runs joined by single dots, no dot
+ * first or last (RFC 5322 3.2.3). */
+bool text_dot_atom(const char *s, size_t len);
+
 /* Copies in[len] (NULs included; NULL with len 0 is allowed) into out[cap]
  * on one line: every control character becomes `repl` (log lines and the
  * outbox use ' ', address echoes '?'), so text from a user or a server can

@@ -19,17 +19,6 @@
 #include "core/text.h"
 #include "mail/codec.h"
 
-/* RFC 5322 3.2.3 atext, plus UTF-8 octets (RFC 6532 3.2). */
-static bool address_atext(unsigned char c)
-{
-	if (c >= 0x80)
-		return true;
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9'))
-		return true;
-	return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
-
 /* Copy of the input safe to put in a message: control characters become
  * '?', cut to fit. */
 static void address_echo(const char *text, char *out, size_t cap)
@@ -55,21 +44,6 @@ static void address_echo(const char *text, char *out, size_t cap)
 		                  echo_, why_);                              \
 	} while (0)
 
-/* True when s[len] is a dot-atom (RFC 5322 3.2.3). */
-static bool address_is_dot_atom(const char *s, size_t len)
-{
-	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '.') {
-			if (s[i + 1] == '.')
-				return false;
-		} else if (!address_atext((unsigned char)s[i])) {
-			return false;
-		}
-	}
-	return true;
-}
 
 /* Parses the local part s[len] into out (canonical form), *outlen. */
 static enum dm_status address_local(const char *input, const char *s,
@@ -116,7 +90,7 @@ static enum dm_status address_local(const char *input, const char *s,
 		if (n == 0)
 			ADDRESS_FAIL(err, input, "the local part (before '@') is empty");
 		raw[n] = '\0';
-		if (address_is_dot_atom(raw, n)) {
+		if (text_dot_atom(raw, n)) {
 			memcpy(out, raw, n);
 			*outlen = n;
 		} else {
@@ -143,11 +117,11 @@ static enum dm_status address_local(const char *input, const char *s,
 				ADDRESS_FAIL(err, input, "unbalanced quotes in the local "
 				             "part (a quoted local part must be quoted "
 				             "whole)");
-			if (c != '.' && !address_atext(c))
+			if (c != '.' && !text_atext(c))
 				ADDRESS_FAIL(err, input, "the local part contains '%c', "
 				             "which is not allowed unquoted", c);
 		}
-		if (!address_is_dot_atom(s, len))
+		if (!text_dot_atom(s, len))
 			ADDRESS_FAIL(err, input, "the local part has a misplaced '.' "
 			             "(at the start, at the end, or two in a row)");
 		/* checked before the copy: out holds ADDRESS_SPEC_MAX + 1 */
@@ -307,7 +281,7 @@ static enum dm_status address_name(const char *input, const char *s,
 		size_t j = i;
 		while (j < len && s[j] != ' ' && s[j] != '\t' && s[j] != '"') {
 			unsigned char d = (unsigned char)s[j];
-			if (d != '.' && !address_atext(d))
+			if (d != '.' && !text_atext(d))
 				ADDRESS_FAIL(err, input, "the display name contains '%c'; "
 				             "put the name in double quotes", d);
 			j++;
@@ -514,7 +488,7 @@ enum dm_status address_format(const struct address *a, char *out, size_t cap,
 		if (a->name[i] == ' ') {
 			if (i == 0 || i + 1 == nlen || a->name[i + 1] == ' ')
 				plain = false;
-		} else if (!address_atext((unsigned char)a->name[i])) {
+		} else if (!text_atext((unsigned char)a->name[i])) {
 			plain = false;
 		}
 	}

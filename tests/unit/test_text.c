@@ -304,6 +304,30 @@ static void test_write_all_errors(void **state)
 	assert_int_equal(paths_write_all(-1, "x", 0), 0);
 }
 
+/* RFC 5322 3.2.3 dot-atom, with UTF-8 octets allowed (RFC 6532). */
+static void test_dot_atom_table(void **state)
+{
+	(void)state;
+	static const struct { const char *s; bool ok; } cases[] = {
+		{ "a", true }, { "john.doe", true }, { "a.b.c", true },
+		{ "x+tag", true }, { "!#$%&'*+-/=?^_`{|}~", true },
+		{ "J\xc3\xb6rg", true }, { "a1.B2", true },
+		{ "", false }, { ".a", false }, { "a.", false }, { "a..b", false },
+		{ "a b", false }, { "a\"b", false }, { "a@b", false },
+		{ "a(b", false }, { "a,b", false }, { "a\tb", false },
+		{ "a\\b", false }, { "[a]", false }, { ".", false },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bool got = text_dot_atom(cases[i].s, strlen(cases[i].s));
+		if (got != cases[i].ok)
+			fail_msg("text_dot_atom(\"%s\") = %d, want %d", cases[i].s,
+			         got, cases[i].ok);
+	}
+	assert_true(text_atext('a') && text_atext('~') && text_atext(0xc3));
+	assert_false(text_atext('.') || text_atext(' ') || text_atext('\0') ||
+	             text_atext('@') || text_atext(0x7f));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +336,7 @@ int main(void)
 		cmocka_unit_test(test_hex_fingerprint_fits),
 		cmocka_unit_test(test_utf8_table),
 		cmocka_unit_test(test_one_line_table),
+		cmocka_unit_test(test_dot_atom_table),
 		cmocka_unit_test(test_one_line_in_place_and_edges),
 		cmocka_unit_test(test_rand_sizes),
 		cmocka_unit_test(test_write_all_sizes),
