@@ -36,55 +36,31 @@
 #define FROM "device@example.org"
 #define RCPT "ops@example.net"
 
-static char root[PATH_MAX];      /* temp dir of this run */
-static char pki[PATH_MAX + 8];
-static unsigned capture_seq;
-
-/* Peers live here, not on a test's stack, so that the per-test teardown can
- * stop them by PID even when a failed assertion left the test early. */
-#define POOL_MAX 4
-static struct peer pool[POOL_MAX];
-static size_t npool;
+/* The run's temp dir, PKI and peer pool (stopped by PID after each test). */
+static struct peer_group grp;
 
 static int test_teardown(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < npool; i++)
-		peer_stop(&pool[i]);
-	npool = 0;
+	peer_group_stop_all(&grp);
 	return 0;
 }
 
 static void pki_path(char *out, size_t cap, const char *name)
 {
-	snprintf(out, cap, "%s/%s", pki, name);
+	snprintf(out, cap, "%s/%s", grp.pki, name);
 }
 
 static int group_setup(void **state)
 {
 	(void)state;
-	struct dm_err err;
-	dm_err_clear(&err);
-	if (!testroot_make("interop", root, sizeof root)) {
-		fprintf(stderr, "interop: temp root: %s\n", strerror(errno));
-		return -1;
-	}
-	snprintf(pki, sizeof pki, "%s/pki", root);
-	if (peer_pki(pki, &err) != DM_OK) {
-		fprintf(stderr, "interop: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
+	return peer_group_setup(&grp, "interop");
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (testroot_remove(root) != 0) {
-		fprintf(stderr, "interop: could not remove %s\n", root);
-		return -1;
-	}
-	return 0;
+	return peer_group_teardown(&grp);
 }
 
 /* ---- peers ------------------------------------------------------------------ */
@@ -95,35 +71,12 @@ static int group_teardown(void **state)
 static struct peer *start_peer(enum peer_kind kind, const char *tls,
                                const char *cert, const char *const *extra)
 {
-	assert_true(npool < POOL_MAX);
-	struct peer *p = &pool[npool];
-	char certf[PATH_MAX + 32], keyf[PATH_MAX + 32], cap[PATH_MAX + 32];
-	const char *args[PEER_ARGS_MAX + 1];
-	size_t n = 0;
-	args[n++] = "--tls";
-	args[n++] = tls;
-	if (cert) {
-		snprintf(certf, sizeof certf, "%s/%s.pem", pki, cert);
-		snprintf(keyf, sizeof keyf, "%s/%s.key", pki, cert);
-		args[n++] = "--cert";
-		args[n++] = certf;
-		args[n++] = "--key";
-		args[n++] = keyf;
-	}
-	for (size_t i = 0; extra && extra[i]; i++) {
-		assert_true(n < PEER_ARGS_MAX);
-		args[n++] = extra[i];
-	}
-	args[n] = NULL;
-	snprintf(cap, sizeof cap, "%s/capture-%u", root, ++capture_seq);
 	struct dm_err err;
 	dm_err_clear(&err);
-	enum dm_status st = peer_start(p, kind, args, cap, &err);
-	if (st != DM_OK)
-		fail_msg("starting the %s peer: %s: %s",
-		         kind == PEER_AIOSMTPD ? "aiosmtpd" : "smtp-server",
-		         dm_status_str(st), err.msg);
-	npool++;
+	struct peer *p = peer_group_start(&grp, kind, tls, cert, extra, &err);
+	if (!p)
+		fail_msg("starting the %s peer: %s",
+		         kind == PEER_AIOSMTPD ? "aiosmtpd" : "smtp-server", err.msg);
 	return p;
 }
 
@@ -347,7 +300,7 @@ static void check_delivered(const struct peer *p, unsigned seq, struct message *
 static void random_file(char *path, size_t cap, const char *name, size_t len,
                         unsigned seed)
 {
-	snprintf(path, cap, "%s/%s", root, name);
+	snprintf(path, cap, "%s/%s", grp.dir, name);
 	struct dm_err err;
 	dm_err_clear(&err);
 	assert_int_equal(peer_write_random_file(path, len, seed, &err), DM_OK);

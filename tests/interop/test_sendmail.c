@@ -37,91 +37,54 @@
 #define FROM "device@example.org"
 #define RCPT "ops@example.net"
 
-static char base[1024];
-static char pki[1100];
-static unsigned seq;
-
-#define POOL_MAX 2
-static struct peer pool[POOL_MAX];
-static size_t npool;
+/* The run's temp dir, PKI and peer pool (stopped by PID after each test). */
+static struct peer_group grp;
 
 static int test_teardown(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < npool; i++)
-		peer_stop(&pool[i]);
-	npool = 0;
+	peer_group_stop_all(&grp);
 	return 0;
 }
 
 static int group_setup(void **state)
 {
 	(void)state;
-	struct dm_err err;
-	dm_err_clear(&err);
-	if (peer_tempdir("sendmail", base, sizeof base, &err) != DM_OK) {
-		fprintf(stderr, "sendmail: %s\n", err.msg);
-		return -1;
-	}
-	snprintf(pki, sizeof pki, "%s/pki", base);
-	if (peer_pki(pki, &err) != DM_OK) {
-		fprintf(stderr, "sendmail: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
+	return peer_group_setup(&grp, "sendmail");
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	peer_rmtree(base);
-	return 0;
+	return peer_group_teardown(&grp);
 }
 
+/* Starts a peer (the PKI's server certificate unless tls is "none"); fails
+ * the test when it cannot start. */
 static struct peer *start_kind(enum peer_kind kind, const char *tls,
-                               const char *const *extra);
+                               const char *const *extra)
+{
+	struct dm_err err;
+	dm_err_clear(&err);
+	struct peer *p = peer_group_start(&grp, kind, tls,
+	                                  strcmp(tls, "none") ? "server" : NULL,
+	                                  extra, &err);
+	if (!p)
+		fail_msg("starting %s: %s", kind == PEER_AIOSMTPD ? "aiosmtpd" :
+		         "smtp-server", err.msg);
+	return p;
+}
 
 static struct peer *start_peer(const char *tls, const char *const *extra)
 {
 	return start_kind(PEER_AIOSMTPD, tls, extra);
 }
 
-static struct peer *start_kind(enum peer_kind kind, const char *tls,
-                               const char *const *extra)
-{
-	assert_true(npool < POOL_MAX);
-	struct peer *p = &pool[npool];
-	char certf[PATH_MAX + 32], keyf[PATH_MAX + 32], cap[PATH_MAX + 32];
-	const char *args[PEER_ARGS_MAX + 1];
-	size_t n = 0;
-	args[n++] = "--tls";
-	args[n++] = tls;
-	if (strcmp(tls, "none") != 0) {
-		snprintf(certf, sizeof certf, "%s/server.pem", pki);
-		snprintf(keyf, sizeof keyf, "%s/server.key", pki);
-		args[n++] = "--cert";
-		args[n++] = certf;
-		args[n++] = "--key";
-		args[n++] = keyf;
-	}
-	for (size_t i = 0; extra && extra[i]; i++)
-		args[n++] = extra[i];
-	args[n] = NULL;
-	snprintf(cap, sizeof cap, "%s/capture-%u", base, ++seq);
-	struct dm_err err;
-	dm_err_clear(&err);
-	enum dm_status st = peer_start(p, kind, args, cap, &err);
-	if (st != DM_OK)
-		fail_msg("starting %s: %s: %s", kind == PEER_AIOSMTPD ? "aiosmtpd" :
-		         "smtp-server", dm_status_str(st), err.msg);
-	npool++;
-	return p;
-}
-
 /* A fresh data root for one test, in root[cap]. */
 static void new_root(char *root, size_t cap)
 {
-	snprintf(root, cap, "%s/root-%u", base, ++seq);
+	int n = snprintf(root, cap, "%s/root-%u", grp.dir, ++grp.seq);
+	assert_true(n > 0 && (size_t)n < cap);
 	assert_int_equal(mkdir(root, 0700), 0);
 }
 
@@ -153,7 +116,7 @@ static void configure(const char *root, unsigned port, enum acct mode,
 	}
 	if (account_save(reg, root, &u, &err) != DM_OK)
 		fail_msg("account_save: %s", err.msg);
-	snprintf(ca, sizeof ca, "%s/ca.pem", pki);
+	snprintf(ca, sizeof ca, "%s/ca.pem", grp.pki);
 	assert_int_equal(registry_set(reg, "Email/CAFile", ca, NULL, &err), DM_OK);
 	assert_int_equal(registry_set(reg, "Email/Timeout", "20", NULL, &err), DM_OK);
 	registry_close(reg);

@@ -65,8 +65,9 @@ static int peers_reap(pid_t pid, long timeout_ms)
 	return -1;
 }
 
-enum dm_status peer_tempdir(const char *tag, char *out, size_t cap,
-                            struct dm_err *err)
+/* testroot_make() with a struct dm_err. */
+static enum dm_status peer_tempdir(const char *tag, char *out, size_t cap,
+                                   struct dm_err *err)
 {
 	if (!testroot_make(tag, out, cap)) {
 		if (errno == ENAMETOOLONG)
@@ -76,9 +77,77 @@ enum dm_status peer_tempdir(const char *tag, char *out, size_t cap,
 	return DM_OK;
 }
 
-void peer_rmtree(const char *dir)
+int peer_group_setup(struct peer_group *g, const char *tag)
 {
-	(void)testroot_remove(dir);
+	struct dm_err err;
+
+	memset(g, 0, sizeof(*g));
+	dm_err_clear(&err);
+	if (peer_tempdir(tag, g->dir, sizeof(g->dir), &err) != DM_OK) {
+		fprintf(stderr, "%s: %s\n", tag, err.msg);
+		return -1;
+	}
+	snprintf(g->pki, sizeof(g->pki), "%s/pki", g->dir);
+	if (peer_pki(g->pki, &err) != DM_OK) {
+		fprintf(stderr, "%s: %s\n", tag, err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+struct peer *peer_group_start(struct peer_group *g, enum peer_kind kind,
+                              const char *tls, const char *cert,
+                              const char *const *extra, struct dm_err *err)
+{
+	char certf[PATH_MAX + 32], keyf[PATH_MAX + 32], cap[PATH_MAX + 32];
+	const char *args[PEER_ARGS_MAX + 1];
+	size_t n = 0;
+
+	if (g->npool >= PEER_GROUP_POOL) {
+		dm_err_set(err, DM_ENOMEM, "peer pool full (%d)", PEER_GROUP_POOL);
+		return NULL;
+	}
+	args[n++] = "--tls";
+	args[n++] = tls;
+	if (cert) {
+		snprintf(certf, sizeof certf, "%s/%s.pem", g->pki, cert);
+		snprintf(keyf, sizeof keyf, "%s/%s.key", g->pki, cert);
+		args[n++] = "--cert";
+		args[n++] = certf;
+		args[n++] = "--key";
+		args[n++] = keyf;
+	}
+	for (size_t i = 0; extra && extra[i]; i++) {
+		if (n >= PEER_ARGS_MAX) {
+			dm_err_set(err, DM_ENOMEM, "too many peer arguments");
+			return NULL;
+		}
+		args[n++] = extra[i];
+	}
+	args[n] = NULL;
+	snprintf(cap, sizeof cap, "%s/capture-%u", g->dir, ++g->seq);
+	struct peer *p = &g->pool[g->npool];
+	if (peer_start(p, kind, args, cap, err) != DM_OK)
+		return NULL;
+	g->npool++;
+	return p;
+}
+
+void peer_group_stop_all(struct peer_group *g)
+{
+	for (size_t i = 0; i < g->npool; i++)
+		peer_stop(&g->pool[i]);
+	g->npool = 0;
+}
+
+int peer_group_teardown(struct peer_group *g)
+{
+	peer_group_stop_all(g);
+	if (testroot_remove(g->dir) != 0) {
+		fprintf(stderr, "could not remove %s\n", g->dir);
+		return -1;
+	}
+	return 0;
 }
 
 static const char *peers_source_dir(struct dm_err *err)

@@ -44,15 +44,37 @@ struct peer {
 	char capture[PATH_MAX];    /* capture directory (created by peer_start) */
 };
 
-/* Makes a fresh directory under $TMPDIR (or /tmp) named devmail-<tag>-XXXXXX
- * into out[cap] (testroot_make() with a struct dm_err).
- * Errors: DM_EIO, DM_ENOMEM (cap too small). */
-enum dm_status peer_tempdir(const char *tag, char *out, size_t cap,
-                            struct dm_err *err);
+/* A test group's workspace: a temp dir with the test PKI in dir/pki, and a
+ * pool of peers.  The pool lives in the group, not on a test's stack, so a
+ * per-test teardown can stop the peers by PID even when a failed assertion
+ * left the test early. */
+#define PEER_GROUP_POOL 4
+struct peer_group {
+	char dir[PATH_MAX];
+	char pki[PATH_MAX + 8];
+	struct peer pool[PEER_GROUP_POOL];
+	size_t npool;
+	unsigned seq;              /* numbers capture dirs and data roots */
+};
 
-/* Removes a directory tree made by peer_tempdir() (best effort; see
- * testroot_remove()).  Refuses paths that do not contain "/devmail-". */
-void peer_rmtree(const char *dir);
+/* Makes the temp dir (devmail-<tag>-XXXXXX) and the PKI.  Returns 0, or -1
+ * after printing why to stderr (for cmocka group setups). */
+int peer_group_setup(struct peer_group *g, const char *tag);
+
+/* Starts a peer into the next pool slot with "--tls TLS", the PKI's
+ * `cert`.pem/.key ("server", "other", "self"; NULL for none) and `extra`
+ * (NULL-terminated), capturing into dir/capture-N.  NULL with err filled
+ * when the pool is full or the peer does not start. */
+struct peer *peer_group_start(struct peer_group *g, enum peer_kind kind,
+                              const char *tls, const char *cert,
+                              const char *const *extra, struct dm_err *err);
+
+/* Stops every started peer by PID (per-test teardown). */
+void peer_group_stop_all(struct peer_group *g);
+
+/* Stops the peers and removes the temp dir; -1 when it could not be
+ * removed. */
+int peer_group_teardown(struct peer_group *g);
 
 /* Generates the test PKI (tests/lib/pki.sh) into dir: ca.pem, server.pem,
  * server.key, other.pem/key (wrong.example), self.pem/key.

@@ -4,8 +4,8 @@
  * testroot_make() makes a fresh directory $TMPDIR/devmail-<tag>-XXXXXX (or
  * under /tmp); testroot_remove() removes such a tree again (rm -rf, without
  * following symbolic links) and refuses any path without "/devmail-" in it,
- * so a test cannot wipe a directory it did not make.  peer_tempdir() and
- * peer_rmtree() (peers.h) are the same two calls with a struct dm_err.
+ * so a test cannot wipe a directory it did not make.  peer_group_setup()
+ * and peer_group_teardown() (peers.h) use them for the interop tests.
  *
  * None of these fail a test by themselves: each returns what happened and
  * the caller asserts (or, in a cmocka setup, returns -1).
