@@ -64,7 +64,6 @@ static void test_live_loopback(void **state)
 	assert_true(found);
 	assert_int_equal(ni.n_dns, 1);
 	assert_string_equal(ni.dns[0], "192.0.2.53");
-	assert_true(ni.clock_synced >= -1 && ni.clock_synced <= 1);
 }
 
 int main(void)
