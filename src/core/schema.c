@@ -620,51 +620,13 @@ static const char *schema_name_check(const char *s, size_t len)
 /* One mailbox: addr-spec, <addr-spec> or `Display Name <addr-spec>`. */
 static const char *schema_address_check(const char *s)
 {
-	size_t len = strlen(s), lt = len, gt = len;
-	bool inq = false, seen_at = false;
+	size_t len = strlen(s), lt, gt;
 	const char *why;
 
 	if (!text_utf8_valid(s, len))
 		return "is not valid UTF-8";
-	for (size_t i = 0; i < len; i++) {
-		if (inq && s[i] == '\\') {
-			i++;
-			continue;
-		}
-		if (s[i] == '"') {
-			inq = !inq;
-			continue;
-		}
-		if (inq)
-			continue;
-		if (s[i] == '(' || s[i] == ')')
-			return "comments '(...)' are not supported; put a name in "
-			    "double quotes before <address>";
-		if (s[i] == '<') {
-			if (lt != len)
-				return "has more than one '<'";
-			lt = i;
-		} else if (s[i] == '>') {
-			if (lt == len)
-				return "has unbalanced angle brackets: '>' without '<'";
-			if (gt != len)
-				return "has more than one '>'";
-			gt = i;
-		} else if (s[i] == ',' || s[i] == ';') {
-			if (lt == len || gt != len)
-				return "has a ',' or ';' outside quotes: one address "
-				    "expected";
-		} else if (s[i] == '@') {
-			seen_at = true;
-		} else if (s[i] == ':' && lt == len && !seen_at) {
-			return "has ':' outside quotes (group syntax 'name: a@b;' is "
-			    "not supported)";
-		}
-	}
-	if (inq)
-		return "has unbalanced quotes";
-	if (lt != len && gt == len)
-		return "has unbalanced angle brackets: '<' without '>'";
+	if ((why = text_mailbox_shape(s, len, &lt, &gt)))
+		return why;
 	if (lt == len)
 		return schema_addrspec_check(s, len);
 	for (size_t i = gt + 1; i < len; i++)

@@ -115,3 +115,51 @@ bool text_dot_atom(const char *s, size_t len)
 	}
 	return true;
 }
+
+const char *text_mailbox_shape(const char *s, size_t len, size_t *lt,
+                               size_t *gt)
+{
+	bool inq = false, seen_at = false;
+
+	*lt = *gt = len;
+	for (size_t i = 0; i < len; i++) {
+		if (inq && s[i] == '\\') {
+			i++;
+			continue;
+		}
+		if (s[i] == '"') {
+			inq = !inq;
+			continue;
+		}
+		if (inq)
+			continue;
+		if (s[i] == '(' || s[i] == ')')
+			return "comments '(...)' are not supported; put a name in "
+			    "double quotes before <address>";
+		if (s[i] == '<') {
+			if (*lt != len)
+				return "has more than one '<'";
+			*lt = i;
+		} else if (s[i] == '>') {
+			if (*lt == len)
+				return "has unbalanced angle brackets: '>' without '<'";
+			if (*gt != len)
+				return "has more than one '>'";
+			*gt = i;
+		} else if (s[i] == ',' || s[i] == ';') {
+			if (*lt == len || *gt != len)
+				return "has a ',' or ';' outside quotes: one address "
+				    "expected (lists are separated by ',')";
+		} else if (s[i] == '@') {
+			seen_at = true;
+		} else if (s[i] == ':' && *lt == len && !seen_at) {
+			return "has ':' outside quotes (group syntax 'name: a@b;' is "
+			    "not supported)";
+		}
+	}
+	if (inq)
+		return "has unbalanced quotes";
+	if (*lt != len && *gt == len)
+		return "has unbalanced angle brackets: '<' without '>'";
+	return NULL;
+}

@@ -40,6 +40,16 @@ bool text_atext(unsigned char c);
  * first or last (RFC 5322 3.2.3). */
 bool text_dot_atom(const char *s, size_t len);
 
+/* The outer shape of one mailbox (RFC 5322 3.4): `addr-spec`, `<addr-spec>`
+ * or `name <addr-spec>`, scanning outside double quotes.  Sets *lt and *gt
+ * to the offsets of '<' and '>' (len when there are none).  Returns NULL,
+ * or why the shape is refused as a phrase that follows the input ("has more
+ * than one '<'"): comments, unbalanced quotes or brackets, a list separator,
+ * group syntax.  The registry's address rule and the mail address parser
+ * share it, so REG and SENDMAIL agree. */
+const char *text_mailbox_shape(const char *s, size_t len, size_t *lt,
+                               size_t *gt);
+
 /* Copies in[len] (NULs included; NULL with len 0 is allowed) into out[cap]
  * on one line: every control character becomes `repl` (log lines and the
  * outbox use ' ', address echoes '?'), so text from a user or a server can

@@ -321,8 +321,7 @@ enum dm_status address_parse(const char *text, struct address *out,
 	struct address a;
 	const char *s = text ? text : "";
 	size_t len = strlen(s);
-	size_t lt = len, gt = len;
-	bool inq = false, seen_at = false;
+	size_t lt, gt;
 	enum dm_status st;
 
 	memset(&a, 0, sizeof(a));
@@ -339,46 +338,9 @@ enum dm_status address_parse(const char *text, struct address *out,
 	}
 	if (!codec_utf8_valid(s, len))
 		ADDRESS_FAIL(err, s, "is not valid UTF-8");
-	for (size_t i = 0; i < len; i++) {
-		if (inq && s[i] == '\\') {
-			i++;
-			continue;
-		}
-		if (s[i] == '"') {
-			inq = !inq;
-			continue;
-		}
-		if (inq)
-			continue;
-		if (s[i] == '(' || s[i] == ')')
-			ADDRESS_FAIL(err, s, "comments '(...)' are not supported; "
-			             "put a name in double quotes before <address>");
-		if (s[i] == '<') {
-			if (lt != len)
-				ADDRESS_FAIL(err, s, "more than one '<'");
-			lt = i;
-		} else if (s[i] == '>') {
-			if (lt == len)
-				ADDRESS_FAIL(err, s, "unbalanced angle brackets: '>' "
-				             "without '<'");
-			if (gt != len)
-				ADDRESS_FAIL(err, s, "more than one '>'");
-			gt = i;
-		} else if (s[i] == ',' || s[i] == ';') {
-			if (lt == len || gt != len)
-				ADDRESS_FAIL(err, s, "'%c' outside quotes: one address "
-				             "expected (lists are separated by ',')", s[i]);
-		} else if (s[i] == '@') {
-			seen_at = true;
-		} else if (s[i] == ':' && lt == len && !seen_at) {
-			ADDRESS_FAIL(err, s, "':' outside quotes (group syntax "
-			             "'name: a@b;' is not supported)");
-		}
-	}
-	if (inq)
-		ADDRESS_FAIL(err, s, "unbalanced quotes");
-	if (lt != len && gt == len)
-		ADDRESS_FAIL(err, s, "unbalanced angle brackets: '<' without '>'");
+	const char *why = text_mailbox_shape(s, len, &lt, &gt);
+	if (why)
+		ADDRESS_FAIL(err, s, "%s", why);
 	if (lt == len) {
 		st = address_spec(s, s, len, &a, err);
 		if (st != DM_OK)
