@@ -196,6 +196,22 @@ enum dm_status vault_key_ensure(const char *root, struct dm_err *err)
 	return st;
 }
 
+/* An AES-256-GCM handle under the device key; *h stays NULL on failure. */
+static enum dm_status vault_cipher(unsigned char *key,
+                                   gnutls_aead_cipher_hd_t *h,
+                                   struct dm_err *err)
+{
+	gnutls_datum_t kd = { key, VAULT_KEY_LEN };
+	int rc = gnutls_aead_cipher_init(h, GNUTLS_CIPHER_AES_256_GCM, &kd);
+
+	if (rc < 0) {
+		*h = NULL;
+		return dm_err_set(err, DM_ECRYPTO, "AES-256-GCM unavailable: %s",
+		                  gnutls_strerror(rc));
+	}
+	return DM_OK;
+}
+
 enum dm_status vault_seal(const char *root, const void *plain, size_t len,
                           char **out, struct dm_err *err)
 {
@@ -227,14 +243,8 @@ enum dm_status vault_seal(const char *root, const void *plain, size_t len,
 		st = dm_err_set(err, DM_ECRYPTO, "the system random generator failed");
 		goto done;
 	}
-	gnutls_datum_t kd = { key, VAULT_KEY_LEN };
-	rc = gnutls_aead_cipher_init(&h, GNUTLS_CIPHER_AES_256_GCM, &kd);
-	if (rc < 0) {
-		h = NULL;
-		st = dm_err_set(err, DM_ECRYPTO, "AES-256-GCM unavailable: %s",
-		                gnutls_strerror(rc));
+	if ((st = vault_cipher(key, &h, err)) != DM_OK)
 		goto done;
-	}
 	size_t ct_len = len + VAULT_TAG_LEN;
 	/* GnuTLS rejects a NULL plaintext pointer even for zero bytes. */
 	rc = gnutls_aead_cipher_encrypt(h, raw, VAULT_NONCE_LEN,
@@ -337,14 +347,8 @@ enum dm_status vault_unseal(const char *root, const char *sealed,
 		st = dm_err_set(err, DM_ENOMEM, "vault: out of memory");
 		goto done;
 	}
-	gnutls_datum_t kd = { key, VAULT_KEY_LEN };
-	rc = gnutls_aead_cipher_init(&h, GNUTLS_CIPHER_AES_256_GCM, &kd);
-	if (rc < 0) {
-		h = NULL;
-		st = dm_err_set(err, DM_ECRYPTO, "AES-256-GCM unavailable: %s",
-		                gnutls_strerror(rc));
+	if ((st = vault_cipher(key, &h, err)) != DM_OK)
 		goto done;
-	}
 	plain_len = plain_cap;
 	rc = gnutls_aead_cipher_decrypt(h, raw, VAULT_NONCE_LEN,
 	                                VAULT_PREFIX, strlen(VAULT_PREFIX),

@@ -842,6 +842,27 @@ static enum dm_status submit_outbox_status(enum dm_status st, int code,
 	return outbox_status_is_temporary(st) ? DM_EPERMFAIL : st;
 }
 
+/* Appends `label` and the first three recipients refused permanently (5xx)
+ * with their replies, then "+N more": the line stays short enough for the
+ * reason to show. */
+static void submit_cat_refused(char *line, size_t cap, size_t *len,
+                               const char *label,
+                               const struct smtp_envelope *env,
+                               const struct smtp_result *r, size_t nr,
+                               size_t nperm)
+{
+	size_t shown = 0;
+
+	submit_cat(line, cap, len, "%s", label);
+	for (size_t k = 0; k < nr; k++)
+		if (r->rcpt[k].code / 100 == 5 && shown++ < 3)
+			submit_cat(line, cap, len, " %s: %d%s%s %s", env->rcpt[k],
+			           r->rcpt[k].code, r->rcpt[k].enhanced[0] ? " " : "",
+			           r->rcpt[k].enhanced, r->rcpt[k].text);
+	if (nperm > 3)
+		submit_cat(line, cap, len, " +%zu more", nperm - 3);
+}
+
 static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
                          const struct mail_source *msgs,
                          struct outbox_outcome *out)
@@ -962,18 +983,9 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 		bool temp = !ok && outbox_status_is_temporary(
 		    submit_outbox_status(r->status, r->code, r->status == DM_EAUTH));
 		bool retry_some = ntemp > 0 && (ok || (temp && nperm > 0));
-		if (ok && r->accepted < env[i].nrcpt && nperm > 0) {
-			submit_cat(line, sizeof(line), &len, "; rejected");
-			size_t shown = 0;
-			for (size_t k = 0; k < nr; k++)
-				if (r->rcpt[k].code / 100 == 5 && shown++ < 3)
-					submit_cat(line, sizeof(line), &len, " %s: %d%s%s %s",
-					           env[i].rcpt[k], r->rcpt[k].code,
-					           r->rcpt[k].enhanced[0] ? " " : "",
-					           r->rcpt[k].enhanced, r->rcpt[k].text);
-			if (nperm > 3)
-				submit_cat(line, sizeof(line), &len, " +%zu more", nperm - 3);
-		}
+		if (ok && r->accepted < env[i].nrcpt && nperm > 0)
+			submit_cat_refused(line, sizeof(line), &len, "; rejected",
+			                   &env[i], r, nr, nperm);
 		if (retry_some) {
 			char ret[SUBMIT_LINE_MAX];
 			bool tpick[SMTP_MAX_RCPT];
@@ -992,20 +1004,10 @@ static void submit_batch(void *ctx, size_t n, const struct outbox_item *items,
 				           r->rcpt[first_temp].enhanced[0] ? " " : "",
 				           r->rcpt[first_temp].enhanced,
 				           r->rcpt[first_temp].text);
-			else if (nperm > 0) {
-				submit_cat(line, sizeof(line), &len, "; dropped (refused "
-				           "permanently)");
-				size_t shown = 0;
-				for (size_t k = 0; k < nr; k++)
-					if (r->rcpt[k].code / 100 == 5 && shown++ < 3)
-						submit_cat(line, sizeof(line), &len, " %s: %d%s%s %s",
-						           env[i].rcpt[k], r->rcpt[k].code,
-						           r->rcpt[k].enhanced[0] ? " " : "",
-						           r->rcpt[k].enhanced, r->rcpt[k].text);
-				if (nperm > 3)
-					submit_cat(line, sizeof(line), &len, " +%zu more",
-					           nperm - 3);
-			}
+			else if (nperm > 0)
+				submit_cat_refused(line, sizeof(line), &len,
+				                   "; dropped (refused permanently)",
+				                   &env[i], r, nr, nperm);
 			/* the outbox records this as the reason for the deferral */
 			dm_err_clear(&out[i].err);
 			char perm[SUBMIT_LINE_MAX];
