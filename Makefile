@@ -3,8 +3,10 @@ MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc)
 BUILD ?= build
 BUILD_ASAN ?= build-asan
+BUILD_REL ?= build-release
+BUILD_CLANG ?= build-clang
 
-.PHONY: all setup build build-asan check test test-asan demo bench clean
+.PHONY: all setup build build-asan build-release check test test-asan demo bench clean
 
 all: build
 
@@ -19,15 +21,25 @@ build-asan:
 	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DDEVMAIL_SANITIZE=ON >/dev/null
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
 
+# Release (-O3) with GCC and with clang: warnings are errors here too, and -O3
+# makes GCC's flow analysis see what the debug builds do not.
+build-release:
+	cmake -S . -B $(BUILD_REL) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD_REL) -j $(JOBS)
+	CC=clang cmake -S . -B $(BUILD_CLANG) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD_CLANG) -j $(JOBS)
+
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 test-asan: build-asan
 	cd $(BUILD_ASAN) && ctest --output-on-failure -j $(JOBS)
 
-# Installs, builds twice (normal, ASan+UBSan) and runs the suite under each; the
-# ASan ctest summary is the closing output.
+# Installs, builds Release with GCC and clang (warnings are errors), then builds
+# twice more (normal, ASan+UBSan) and runs the suite under each; the ASan ctest
+# summary is the closing output.
 check: setup
+	$(MAKE) build-release
 	$(MAKE) test
 	$(MAKE) test-asan
 
@@ -38,4 +50,4 @@ bench: setup build
 	bash bench/run $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_REL) $(BUILD_CLANG)

@@ -45,6 +45,7 @@ const char *dm_status_str(enum dm_status status)
 	case DM_ETEMPFAIL:  return "temporary failure";
 	case DM_EPERMFAIL:  return "permanent failure";
 	case DM_EBUSY:      return "busy";
+	case DM_ECANCELED:  return "cancelled";
 	}
 	return "unknown error";
 }
@@ -70,6 +71,7 @@ int dm_status_exit(enum dm_status status)
 	case DM_ETEMPFAIL:  return EX_TEMPFAIL;
 	case DM_EPERMFAIL:  return EX_UNAVAILABLE;
 	case DM_EBUSY:      return EX_TEMPFAIL;
+	case DM_ECANCELED:  return EX_TEMPFAIL;     /* work stopped, not failed */
 	}
 	return EX_SOFTWARE;
 }

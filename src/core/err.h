@@ -32,6 +32,7 @@ enum dm_status {
 	DM_ETEMPFAIL,   /* server refused temporarily (4xx) */
 	DM_EPERMFAIL,   /* server refused permanently (5xx) */
 	DM_EBUSY,       /* locked by another process */
+	DM_ECANCELED,   /* the caller cancelled the operation (shutdown) */
 };
 
 #define DM_ERR_TEXT 512

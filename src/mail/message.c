@@ -347,7 +347,7 @@ static enum dm_status message_scan_body(struct message *m,
 	}
 	for (;;) {
 		const unsigned char *p;
-		size_t got;
+		size_t got = 0;
 		if (fd >= 0) {
 			st = message_read_fd(fd, seg->path, m->ibuf, sizeof(m->ibuf),
 			                     &got, err);
@@ -927,7 +927,7 @@ static enum dm_status message_produce(struct message *m, struct dm_err *err)
 {
 	struct message_seg *seg = &m->segs[m->cur];
 	const unsigned char *p;
-	size_t got, o = 0;
+	size_t got = 0, o = 0;
 	enum dm_status st;
 
 	if (!m->seg_open) {
@@ -1096,7 +1096,7 @@ enum dm_status message_write_fd(struct message *m, int fd, struct dm_err *err)
 	enum dm_status st = message_rewind(m, err);
 
 	while (st == DM_OK) {
-		size_t got;
+		size_t got = 0;
 		st = message_read(m, buf, sizeof(buf), &got, err);
 		if (st != DM_OK || got == 0)
 			break;

@@ -1329,7 +1329,7 @@ static enum dm_status ob_deliver_id(struct outbox *ob, const char *id,
                                     struct outbox_stats *stats,
                                     struct dm_err *err)
 {
-	struct outbox_outcome first;
+	struct outbox_outcome first = { 0 };
 	struct ob_slot slot;
 	enum dm_status st;
 

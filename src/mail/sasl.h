@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "core/err.h"
-#include "mail/transport.h"
+#include "net/transport.h"
 
 struct sasl_client;
 

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include "core/err.h"
 #include "mail/source.h"
-#include "mail/transport.h"
+#include "net/transport.h"
 
 /* Transcript directions. */
 enum smtp_dir {

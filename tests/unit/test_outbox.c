@@ -45,7 +45,8 @@ static size_t count_entries(const char *root, const char *sub)
 static bool log_has(const char *root, const char *needle)
 {
 	char path[DM_PATH_MAX];
-	snprintf(path, sizeof(path), "%s/log/system.log", root);
+	assert_true(snprintf(path, sizeof(path), "%s/log/system.log", root) <
+	            (int)sizeof(path));
 	char *s = testroot_slurp(path, NULL);
 	bool found = s && strstr(s, needle);
 	free(s);
@@ -311,7 +312,8 @@ static enum dm_status flag_deliver(void *ctx, const struct outbox_item *item,
 static void write_v1_env(const char *root, const char *id, size_t size, const char *extra)
 {
 	char path[DM_PATH_MAX], text[512];
-	snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root, id);
+	assert_true(snprintf(path, sizeof(path), "%s/spool/queue/%s/env", root,
+	                     id) < (int)sizeof(path));
 	int n = snprintf(text, sizeof(text),
 	                 "DEVMAIL-OUTBOX 1\ncreated 1700000000\nattempts 0\nnext 1700000000\n"
 	                 "size %zu\nstate queued\nfrom device@example.com\nrcpt ops@example.com\n"

@@ -16,8 +16,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "mail/transport.h"
-#include "mail/transport_ops.h"   /* white box: the output buffer is wiped */
+#include "net/transport.h"
+#include "net/transport_ops.h"   /* white box: the output buffer is wiped */
 #include "tls_server.h"
 
 #define TRANSPORT_BLOCK 4096

@@ -1,5 +1,5 @@
 /*
- * transport_tls.c - the TLS implementation of the transport table (GnuTLS).
+ * net/tls.c - the TLS implementation of the transport table (GnuTLS).
  *
  * This is the only file in src/ that names GnuTLS.
  *
@@ -48,8 +48,8 @@
 #include <gnutls/x509.h>
 
 #include "core/text.h"
-#include "mail/transport.h"
-#include "mail/transport_ops.h"
+#include "net/transport.h"
+#include "net/transport_ops.h"
 
 /* TLS 1.2 and 1.3 only (RFC 8996 deprecates 1.0 and 1.1). */
 #define TRANSPORT_TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"

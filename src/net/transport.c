@@ -33,8 +33,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-#include "mail/transport.h"
-#include "mail/transport_ops.h"
+#include "net/transport.h"
+#include "net/transport_ops.h"
 
 #define TRANSPORT_DEFAULT_TIMEOUT_MS 60000
 
@@ -227,7 +227,7 @@ enum dm_status transport_from_fd(int fd, const struct transport_settings *s,
 	*out = NULL;
 	if (fd < 0)
 		return dm_err_set(err, DM_EINVAL, "transport: invalid fd %d", fd);
-	struct transport *t;
+	struct transport *t = NULL;
 	enum dm_status st = transport_new(s, &t, err);
 	if (st != DM_OK) {
 		close(fd);
@@ -287,7 +287,7 @@ enum dm_status transport_connect(const struct transport_settings *s,
 		return dm_err_set(err, DM_ECONFIG,
 		                  "transport: port '%u' is out of range (1-65535)",
 		                  s->port);
-	struct transport *t;
+	struct transport *t = NULL;
 	enum dm_status st = transport_new(s, &t, err);
 	if (st != DM_OK)
 		return st;
@@ -324,6 +324,7 @@ enum dm_status transport_connect(const struct transport_settings *s,
 	}
 	freeaddrinfo(res);
 	if (fd < 0) {
+		int timeout_ms = t->timeout_ms;   /* t is freed next */
 		transport_free(t);
 		if (last_errno == 0)
 			return dm_err_set(err, DM_ENET,
@@ -333,7 +334,7 @@ enum dm_status transport_connect(const struct transport_settings *s,
 			return dm_err_set(err, DM_ETIMEOUT,
 			                  "cannot connect to %s (last tried %s): "
 			                  "no answer within %d ms",
-			                  peer, last_addr, t->timeout_ms);
+			                  peer, last_addr, timeout_ms);
 		return dm_err_set(err, DM_ENET,
 		                  "cannot connect to %s (last tried %s): %s", peer,
 		                  last_addr, strerror(last_errno));

@@ -1,4 +1,4 @@
-/* main_sendmail.c - `devmail-sendmail`: the sendmail-compatible entry, so
+/* bin/devmail_sendmail.c - `devmail-sendmail`: the sendmail-compatible entry, so
  * cron, mailx and scripts can hand mail to devmail.
  *
  *   devmail-sendmail [--root DIR] [-t] [-i] [-f FROM] [-F NAME] [-v]

@@ -4,7 +4,7 @@
  * One handle; STARTTLS upgrades the same handle in place.  Read and write
  * sites never ask "is this TLS?": the handle dispatches through a table of
  * operations (connect, start_tls, read, write, close) with a plain and a TLS
- * implementation.  GnuTLS is named only in transport_tls.c.
+ * implementation.  GnuTLS is named only in net/tls.c.
  *
  * Writes are buffered and coalesced into whole TLS records (up to 16 KiB):
  * transport_write() only appends; transport_flush() sends.  TCP_NODELAY is
@@ -57,7 +57,7 @@ enum dm_status transport_from_fd(int fd, const struct transport_settings *s,
  * connect, or after the 220 reply to STARTTLS); flushes buffered cleartext
  * first.  Fails with DM_EPROTO if the kernel already holds bytes from the
  * peer (STARTTLS response injection, RFC 3207 section 4.2).
- * Verification (see transport_tls.c for the policy): chain to the system
+ * Verification (see net/tls.c for the policy): chain to the system
  * store (system_trust) plus cafile, and host name (IP literals against IP
  * SANs).  A SHA-256 pin, when set, must match the leaf or the handshake
  * fails even with verify off; when it matches the certificate is accepted

@@ -1,4 +1,4 @@
-/* main.c - the `devmail` binary: `devmail [--root DIR] [COMMAND ARGS...]`.
+/* bin/devmail.c - the `devmail` binary: `devmail [--root DIR] [COMMAND ARGS...]`.
  * Without a command: the console; with one: run it once, exit with its
  * sysexits status. */
 #include <stdio.h>

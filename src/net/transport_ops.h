@@ -2,17 +2,17 @@
  * transport_ops.h - private to the transport: the handle layout and the
  * table of operations with a plain and a TLS implementation.
  *
- * Only transport.c and transport_tls.c include this file.  The handle's
+ * Only transport.c and net/tls.c include this file.  The handle's
  * `ops` pointer is the only place "plain or TLS?" is decided: read and write
  * sites call through it.  transport_start_tls() swaps the table in place.
  */
-#ifndef DEVMAIL_MAIL_TRANSPORT_OPS_H
-#define DEVMAIL_MAIL_TRANSPORT_OPS_H
+#ifndef DEVMAIL_NET_TRANSPORT_OPS_H
+#define DEVMAIL_NET_TRANSPORT_OPS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include "core/err.h"
-#include "mail/transport.h"
+#include "net/transport.h"
 
 #define TRANSPORT_OBUF 16384   /* one full TLS record (RFC 8446 5.1) */
 
@@ -34,7 +34,7 @@ struct transport {
 	int fd;
 	int timeout_ms;
 	const struct transport_ops *ops;
-	void *tls;                 /* struct transport_tls *, owned by transport_tls.c */
+	void *tls;                 /* struct transport_tls *, owned by net/tls.c */
 	char host[256];
 	unsigned port;
 	bool verify;
@@ -67,11 +67,11 @@ void transport_quickack(int fd);
 /* Formats "host:port" ("[::1]:25" for IPv6 literals) into out[cap]. */
 void transport_peer_name(const struct transport *t, char *out, size_t cap);
 
-/* TLS side (transport_tls.c): handshake on t->fd, verify, and on success
+/* TLS side (net/tls.c): handshake on t->fd, verify, and on success
  * install the TLS table on the handle. */
 enum dm_status transport_tls_handshake(struct transport *t, struct dm_err *err);
 
-/* Channel binding data from the TLS layer (transport_tls.c). */
+/* Channel binding data from the TLS layer (net/tls.c). */
 enum dm_status transport_tls_channel_binding(struct transport *t,
                                              const char *type,
                                              unsigned char *out, size_t cap,
