@@ -50,6 +50,7 @@ struct msg {
 	char *body;
 	size_t bodylen, bodycap, size;
 	bool b8, utf8;
+	bool fail;    /* bodyfail: the source fails at the end of its bytes */
 	size_t pos;   /* source read position */
 };
 
@@ -267,6 +268,10 @@ static void parse_case(const char *path)
 				char tmp[8192];
 				size_t l = unescape(arg, tmp);
 				body_add(&msgs[nmsgs - 1], tmp, l);
+			} else if (!strcmp(kw, "bodyfail")) {
+				if (!nmsgs)
+					die("line %d: bodyfail without message", lineno);
+				msgs[nmsgs - 1].fail = true;
 			} else if (!strcmp(kw, "noconnect")) {
 				noconnect = true;
 			} else if (!strcmp(kw, "flags")) {
@@ -852,8 +857,11 @@ static void on_transcript(void *ctx, enum smtp_dir dir, const char *line)
 static enum dm_status msg_read(void *ctx, char *buf, size_t cap, size_t *got,
                                struct dm_err *err)
 {
-	(void)err;
 	struct msg *m = ctx;
+	if (m->fail && m->pos == m->bodylen) {
+		*got = 0;
+		return dm_err_set(err, DM_EIO, "test source: read error");
+	}
 	size_t n = m->bodylen - m->pos;
 	if (n > cap)
 		n = cap;
