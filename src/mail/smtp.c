@@ -1123,6 +1123,22 @@ static enum dm_status smtp_chunk_fill(struct smtp_chunker *ck,
 		if (ck->len == ck->cap && (ck->ncarry || ck->ipos < ck->ilen))
 			return DM_OK;             /* full, and more follows */
 		if (ck->ipos < ck->ilen) {
+			/* Not full here.  A run of bytes that are neither CR nor LF
+			 * (with no CR waiting) goes in as it is, in one copy. */
+			const char *p = ck->in + ck->ipos;
+			size_t lim = ck->ilen - ck->ipos, run = 0;
+			if (lim > ck->cap - ck->len)
+				lim = ck->cap - ck->len;
+			while (!ck->norm.cr && run < lim && p[run] != '\r' &&
+			       p[run] != '\n')
+				run++;
+			if (run > 0) {
+				memcpy(ck->buf + ck->len, p, run);
+				ck->len += run;
+				ck->ipos += run;
+				ck->norm.bol = false;
+				continue;
+			}
 			size_t n = smtp_norm_byte(&ck->norm, ck->in[ck->ipos++],
 			                          false, tmp);
 			smtp_chunk_put(ck, tmp, n);
