@@ -6,7 +6,7 @@
  *   dm_bench --host H --port P (--starttls | --smtps) --cafile CA
  *            --user U --password-file F --from ADDR --to ADDR
  *            (--raw FILE | --attach FILE | --body-bytes N) [--count N]
- *            [--mechanism M] [--no-pipeline-auth] [--verbose]
+ *            [--mechanism M] [--no-pipeline-auth] [--no-chunking] [--verbose]
  *
  * --raw FILE     sends FILE (an RFC 5322 message, CRLF) as it is, each time
  * --attach FILE  builds a MIME message with FILE attached (streamed: read and
@@ -15,6 +15,8 @@
  * --no-pipeline-auth  leaves smtp_settings.pipeline_auth off (the library
  *                default): AUTH is answered before smtp_client_open()
  *                returns instead of leading the first MAIL group
+ * --no-chunking  sends with DATA even when the server offers CHUNKING
+ *                (smtp_settings.no_chunking): BDAT against DATA on Postfix
  * The password is read from a file (never argv) and wiped after the session
  * opened.  Prints one summary line; exit 0 when every message was accepted.
  */
@@ -40,7 +42,7 @@ struct dm_bench_opts {
 	const char *host, *cafile, *user, *password_file, *from, *to;
 	const char *raw, *attach, *mechanism;
 	unsigned port;
-	bool starttls, smtps, verbose, no_pipeline_auth;
+	bool starttls, smtps, verbose, no_pipeline_auth, no_chunking;
 	size_t body_bytes;
 	long count;
 };
@@ -81,7 +83,8 @@ static void dm_bench_usage(void)
 	        "usage: dm_bench --host H --port P (--starttls|--smtps) --cafile CA --user U\n"
 	        "                --password-file F --from ADDR --to ADDR\n"
 	        "                (--raw FILE | --attach FILE | --body-bytes N) [--count N]\n"
-	        "                [--mechanism M] [--no-pipeline-auth] [--verbose]\n");
+	        "                [--mechanism M] [--no-pipeline-auth] [--no-chunking]\n"
+	        "                [--verbose]\n");
 	exit(64);
 }
 
@@ -110,6 +113,7 @@ static void dm_bench_parse(int argc, char **argv, struct dm_bench_opts *o)
 		else if (!strcmp(a, "--mechanism")) o->mechanism = DM_BENCH_VAL();
 		else if (!strcmp(a, "--verbose")) o->verbose = true;
 		else if (!strcmp(a, "--no-pipeline-auth")) o->no_pipeline_auth = true;
+		else if (!strcmp(a, "--no-chunking")) o->no_chunking = true;
 		else dm_bench_usage();
 #undef DM_BENCH_VAL
 	}
@@ -201,6 +205,7 @@ int main(int argc, char **argv)
 		.timeout_ms = 30000, .helo_name = "devmail-bench",
 		.username = o.user, .password = password, .mechanism = o.mechanism,
 		.pipeline_auth = !o.no_pipeline_auth,
+		.no_chunking = o.no_chunking,
 		.transcript = o.verbose ? dm_bench_transcript : NULL,
 	};
 	struct smtp_client *c = NULL;
@@ -267,6 +272,7 @@ int main(int argc, char **argv)
 	snprintf(mech, sizeof mech, "%s", info->mechanism[0] ? info->mechanism : "none");
 	snprintf(tlsv, sizeof tlsv, "%s", info->tls.active ? info->tls.version : "none");
 	bool pipelining = info->pipelining;
+	bool bdat = info->chunking && !o.no_chunking;
 	struct dm_err cerr;
 	dm_err_clear(&cerr);
 	smtp_client_close(c, &cerr);
@@ -274,8 +280,9 @@ int main(int argc, char **argv)
 
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	printf("dm_bench: sent %ld/%ld in %ld ms; tls %s, auth %s, pipelining %s; maxrss %ld KiB\n",
-	       sent, o.count, ms, tlsv, mech, pipelining ? "yes" : "no", ru.ru_maxrss);
+	printf("dm_bench: sent %ld/%ld in %ld ms; tls %s, auth %s, pipelining %s, "
+	       "bdat %s; maxrss %ld KiB\n", sent, o.count, ms, tlsv, mech,
+	       pipelining ? "yes" : "no", bdat ? "yes" : "no", ru.ru_maxrss);
 	if (st != DM_OK)
 		fprintf(stderr, "dm_bench: send: %s: %s (server: %d %s %s)\n", dm_status_str(st),
 		        err.msg, err.smtp_code, err.enhanced, err.server_text);

@@ -639,18 +639,16 @@ static enum dm_status message_make_id(struct message *m,
 	return message_new_id(spec->hostname, m->msgid, sizeof(m->msgid), err);
 }
 
-static enum dm_status message_build_inner(struct message *m,
-                                          const struct message_spec *spec,
-                                          struct dm_err *err)
-{
-	struct message_sb sb = { 0 };
-	enum dm_status st;
-	char buf[ADDRESS_HEADER_MAX];
-	char boundary[64];
-	bool multipart = spec->nattachments > 0;
-	bool text_part = !multipart || spec->body || spec->body_path;
+/* ---- building: one step per part of the message ------------------------------ */
 
-	/* From */
+/* What can be refused before anything is rendered: the sender, a body
+ * given twice, too many extra headers. */
+static enum dm_status message_check_spec(struct message *m,
+                                         const struct message_spec *spec,
+                                         struct dm_err *err)
+{
+	enum dm_status st;
+
 	if (!spec->from || !*spec->from)
 		return dm_err_set(err, DM_EINVAL, "From: no sender address");
 	if ((st = address_parse(spec->from, &m->from, err)) != DM_OK)
@@ -663,201 +661,289 @@ static enum dm_status message_build_inner(struct message *m,
 	if (spec->nheaders > MESSAGE_HEADERS_MAX)
 		return dm_err_set(err, DM_EINVAL, "%zu extra headers, more than %d",
 		                  spec->nheaders, MESSAGE_HEADERS_MAX);
+	return DM_OK;
+}
 
-	/* Date, Message-ID */
+/* Date (given or now), Message-ID (given or made), From. */
+static enum dm_status message_head_origin(struct message *m,
+                                          const struct message_spec *spec,
+                                          struct message_sb *sb,
+                                          struct dm_err *err)
+{
+	char buf[ADDRESS_HEADER_MAX];
+	enum dm_status st;
+
 	if (spec->date) {
 		if (!codec_is_ascii(spec->date, strlen(spec->date)))
 			return dm_err_set(err, DM_EINVAL, "Date: not ASCII");
-		if ((st = message_sb_header(&sb, "Date", spec->date, false, err)))
-			goto fail;
+		if ((st = message_sb_header(sb, "Date", spec->date, false, err)))
+			return st;
 	} else {
 		char date[64];
 		message_date(time(NULL), date, sizeof(date));
-		if ((st = message_sb_header(&sb, "Date", date, false, err)))
-			goto fail;
+		if ((st = message_sb_header(sb, "Date", date, false, err)))
+			return st;
 	}
 	if ((st = message_make_id(m, spec, err)) != DM_OK)
-		goto fail;
-	if ((st = message_sb_header(&sb, "Message-ID", m->msgid, false, err)))
-		goto fail;
+		return st;
+	if ((st = message_sb_header(sb, "Message-ID", m->msgid, false, err)))
+		return st;
 	if ((st = address_format(&m->from, buf, sizeof(buf), err)) != DM_OK)
-		goto fail;
-	if ((st = message_sb_header(&sb, "From", buf, false, err)))
-		goto fail;
+		return st;
+	return message_sb_header(sb, "From", buf, false, err);
+}
 
-	/* To, Cc written; Bcc envelope only (RFC 5322 3.6.3 allows omitting) */
-	size_t before = sb.len;
-	if ((st = message_add_rcpts(m, spec->to, spec->nto, "To", &sb, true, err)))
-		goto fail;
-	bool have_to = sb.len > before;
-	before = sb.len;
-	if ((st = message_add_rcpts(m, spec->cc, spec->ncc, "Cc", &sb, true, err)))
-		goto fail;
-	bool have_cc = sb.len > before;
-	if ((st = message_add_rcpts(m, spec->bcc, spec->nbcc, "Bcc", &sb, false,
+/* To and Cc are written; Bcc is envelope only (RFC 5322 3.6.3 allows
+ * omitting it).  With neither To nor Cc, "To: undisclosed-recipients:;". */
+static enum dm_status message_head_rcpts(struct message *m,
+                                         const struct message_spec *spec,
+                                         struct message_sb *sb,
+                                         struct dm_err *err)
+{
+	enum dm_status st;
+	size_t before = sb->len;
+
+	if ((st = message_add_rcpts(m, spec->to, spec->nto, "To", sb, true, err)))
+		return st;
+	bool have_to = sb->len > before;
+	before = sb->len;
+	if ((st = message_add_rcpts(m, spec->cc, spec->ncc, "Cc", sb, true, err)))
+		return st;
+	bool have_cc = sb->len > before;
+	if ((st = message_add_rcpts(m, spec->bcc, spec->nbcc, "Bcc", sb, false,
 	                            err)))
-		goto fail;
-	if (m->nrcpt == 0) {
-		st = dm_err_set(err, DM_EINVAL, "no recipient (To, Cc and Bcc are "
-		                "all empty)");
-		goto fail;
-	}
+		return st;
+	if (m->nrcpt == 0)
+		return dm_err_set(err, DM_EINVAL, "no recipient (To, Cc and Bcc are "
+		                  "all empty)");
 	if (!have_to && !have_cc)
-		message_sb_str(&sb, "To: undisclosed-recipients:;\r\n");
+		message_sb_str(sb, "To: undisclosed-recipients:;\r\n");
+	return DM_OK;
+}
+
+/* Subject, MIME-Version and the caller's extra headers, which cannot
+ * replace one the builder sets (message_reserved[]). */
+static enum dm_status message_head_rest(const struct message_spec *spec,
+                                        struct message_sb *sb,
+                                        struct dm_err *err)
+{
+	enum dm_status st;
+
 	if (spec->subject &&
-	    (st = message_sb_header(&sb, "Subject", spec->subject, true, err)))
-		goto fail;
-	message_sb_str(&sb, "MIME-Version: 1.0\r\n");
+	    (st = message_sb_header(sb, "Subject", spec->subject, true, err)))
+		return st;
+	message_sb_str(sb, "MIME-Version: 1.0\r\n");
 	for (size_t i = 0; i < spec->nheaders; i++) {
 		const struct message_header *h = &spec->headers[i];
-		if (!h->name || !h->value) {
-			st = dm_err_set(err, DM_EINVAL, "extra header %zu: name or "
-			                "value missing", i + 1);
-			goto fail;
-		}
+		if (!h->name || !h->value)
+			return dm_err_set(err, DM_EINVAL, "extra header %zu: name or "
+			                  "value missing", i + 1);
 		for (size_t k = 0; k < sizeof(message_reserved) /
 		                       sizeof(message_reserved[0]); k++)
-			if (strcasecmp(h->name, message_reserved[k]) == 0) {
-				st = dm_err_set(err, DM_EINVAL, "extra header %s: set by "
-				                "the message builder, cannot be given",
-				                h->name);
-				goto fail;
-			}
-		if ((st = message_sb_header(&sb, h->name, h->value, true, err)))
-			goto fail;
+			if (strcasecmp(h->name, message_reserved[k]) == 0)
+				return dm_err_set(err, DM_EINVAL, "extra header %s: set "
+				                  "by the message builder, cannot be given",
+				                  h->name);
+		if ((st = message_sb_header(sb, h->name, h->value, true, err)))
+			return st;
 	}
+	return DM_OK;
+}
 
-	/* attachments: validate all before rendering parts */
+/* Every attachment names a file: checked before any part is rendered. */
+static enum dm_status message_check_attachments(const struct message_spec *spec,
+                                                struct dm_err *err)
+{
 	for (size_t i = 0; i < spec->nattachments; i++) {
 		const struct message_attachment *a = &spec->attachments[i];
-		if (!a->path || !*a->path) {
-			st = dm_err_set(err, DM_EINVAL, "attachment %zu: no file given",
-			                i + 1);
-			goto fail;
-		}
+		if (!a->path || !*a->path)
+			return dm_err_set(err, DM_EINVAL, "attachment %zu: no file given",
+			                  i + 1);
 	}
+	return DM_OK;
+}
 
-	if (multipart) {
-		unsigned char rnd[12];
-		char hex[25];
-		if ((st = message_random(rnd, sizeof(rnd), err)) != DM_OK)
-			goto fail;
-		text_hex(rnd, sizeof(rnd), hex, sizeof(hex), false, '\0');
-		snprintf(boundary, sizeof(boundary), "=_devmail_%s", hex);
-		message_sb_str(&sb, "Content-Type: multipart/mixed;\r\n boundary=\"");
-		message_sb_str(&sb, boundary);
-		message_sb_str(&sb, "\"\r\n\r\n"
-		               "This is a multi-part message in MIME format.\r\n");
+/* A fresh boundary ("=_devmail_" and 24 hex digits: "=_" cannot occur in
+ * base64 or quoted-printable) and the multipart/mixed header and preamble. */
+static enum dm_status message_multipart_open(struct message_sb *sb,
+                                             char *boundary, size_t cap,
+                                             struct dm_err *err)
+{
+	unsigned char rnd[12];
+	char hex[25];
+	enum dm_status st;
+
+	if ((st = message_random(rnd, sizeof(rnd), err)) != DM_OK)
+		return st;
+	text_hex(rnd, sizeof(rnd), hex, sizeof(hex), false, '\0');
+	snprintf(boundary, cap, "=_devmail_%s", hex);
+	message_sb_str(sb, "Content-Type: multipart/mixed;\r\n boundary=\"");
+	message_sb_str(sb, boundary);
+	message_sb_str(sb, "\"\r\n\r\n"
+	               "This is a multi-part message in MIME format.\r\n");
+	return DM_OK;
+}
+
+/* The text part: its source (a copy of the buffer, or the file), scanned
+ * once for the encoding, its part header, then its segment.  `boundary`
+ * is NULL for a single-part message. */
+static enum dm_status message_add_text(struct message *m,
+                                       const struct message_spec *spec,
+                                       struct message_sb *sb,
+                                       const char *boundary,
+                                       struct dm_err *err)
+{
+	struct message_seg seg = { .kind = MESSAGE_SEG_TEXT };
+	enum dm_status st;
+
+	if (spec->body_path) {
+		seg.path = strdup(spec->body_path);
+		if (!seg.path)
+			return dm_err_set(err, DM_ENOMEM, "message: out of memory");
+	} else if (spec->body && spec->body_len > 0) {
+		m->body = malloc(spec->body_len);
+		if (!m->body)
+			return dm_err_set(err, DM_ENOMEM, "message: out of memory");
+		memcpy(m->body, spec->body, spec->body_len);
+		m->body_len = spec->body_len;
+		m->heap += spec->body_len;
 	}
-
-	if (text_part) {
-		struct message_seg seg = { .kind = MESSAGE_SEG_TEXT };
-		if (spec->body_path) {
-			seg.path = strdup(spec->body_path);
-			if (!seg.path) {
-				st = dm_err_set(err, DM_ENOMEM, "message: out of memory");
-				goto fail;
-			}
-		} else if (spec->body && spec->body_len > 0) {
-			m->body = malloc(spec->body_len);
-			if (!m->body) {
-				st = dm_err_set(err, DM_ENOMEM, "message: out of memory");
-				goto fail;
-			}
-			memcpy(m->body, spec->body, spec->body_len);
-			m->body_len = spec->body_len;
-			m->heap += spec->body_len;
+	st = message_scan_body(m, &seg, boundary != NULL, err);
+	if (st == DM_OK) {
+		if (boundary) {
+			message_sb_str(sb, "\r\n--");
+			message_sb_str(sb, boundary);
+			message_sb_str(sb, "\r\n");
 		}
-		st = message_scan_body(m, &seg, multipart, err);
-		if (st != DM_OK) {
-			free(seg.path);
-			goto fail;
-		}
-		if (multipart) {
-			message_sb_str(&sb, "\r\n--");
-			message_sb_str(&sb, boundary);
-			message_sb_str(&sb, "\r\n");
-		}
-		message_sb_str(&sb, "Content-Type: text/plain; charset=UTF-8\r\n"
+		message_sb_str(sb, "Content-Type: text/plain; charset=UTF-8\r\n"
 		               "Content-Transfer-Encoding: ");
-		message_sb_str(&sb, seg.qp ? "quoted-printable\r\n\r\n" : "7bit\r\n\r\n");
-		if ((st = message_flush_sb(m, &sb, err)) != DM_OK) {
-			free(seg.path);
-			goto fail;
-		}
-		if ((st = message_add_seg(m, &seg, err)) != DM_OK) {
-			free(seg.path);
-			goto fail;
-		}
+		message_sb_str(sb, seg.qp ? "quoted-printable\r\n\r\n"
+		                          : "7bit\r\n\r\n");
+		st = message_flush_sb(m, sb, err);
 	}
+	if (st == DM_OK)
+		st = message_add_seg(m, &seg, err);
+	if (st != DM_OK)
+		free(seg.path);
+	return st;
+}
 
-	for (size_t i = 0; i < spec->nattachments; i++) {
-		const struct message_attachment *a = &spec->attachments[i];
-		struct message_seg seg = { .kind = MESSAGE_SEG_B64 };
-		int fd;
-		const char *name = a->name;
-		char what[32];
+/* Part header of attachment i: delimiter, Content-Type with name,
+ * Content-Disposition with filename* (RFC 2231) when the name is not
+ * ASCII and an ASCII filename fallback, Content-Transfer-Encoding. */
+static enum dm_status message_attachment_head(struct message_sb *sb, size_t i,
+                                              const char *boundary,
+                                              const char *ct, const char *name,
+                                              struct dm_err *err)
+{
+	char fallback[MESSAGE_FILENAME_MAX + 1];
+	enum dm_status st;
 
-		snprintf(what, sizeof(what), "attachment %zu", i + 1);
-		if ((st = message_open("attachment", a->path, &fd, &seg.fsize, true,
-		                       err)) != DM_OK)
-			goto fail;
-		close(fd);
-		if (!name) {
-			name = strrchr(a->path, '/');
-			name = name ? name + 1 : a->path;
-		} else if (strrchr(name, '/')) {
-			name = strrchr(name, '/') + 1;
-		}
-		if ((st = message_check_name(what, name, err)) != DM_OK)
-			goto fail;
-		const char *ct = a->content_type ? a->content_type
-		                                 : mimetype_from_name(name);
-		if ((st = message_check_ctype(ct, err)) != DM_OK)
-			goto fail;
-		char fallback[MESSAGE_FILENAME_MAX + 1];
-		bool ascii = codec_is_ascii(name, strlen(name));
-		message_fallback_name(name, fallback);
-
-		/* The CRLF before a delimiter belongs to the delimiter (RFC 2046
-		 * section 5.1.1): after the text part, which ends in CRLF, a second
-		 * one keeps the text's last line break; a base64 part's final
-		 * CRLF serves as the delimiter's. */
-		message_sb_str(&sb, i > 0 ? "--" : "\r\n--");
-		message_sb_str(&sb, boundary);
-		message_sb_str(&sb, "\r\nContent-Type: ");
-		message_sb_str(&sb, ct);
-		message_sb_str(&sb, ";\r\n name=");
-		message_quoted(&sb, fallback);
-		message_sb_str(&sb, "\r\nContent-Disposition: attachment;\r\n");
-		if (!ascii) {
-			/* RFC 2231 value first: parsers that keep the last of two
-			 * "filename" parameters (Python's email) and those that prefer
-			 * filename* (Thunderbird, Gmail) both get the UTF-8 name;
-			 * older ones get the ASCII fallback. */
-			char ext[MESSAGE_FILENAME_MAX * 3 + 16];
-			if ((st = codec_rfc2231_encode(name, ext, sizeof(ext), err)))
-				goto fail;
-			message_sb_str(&sb, " filename*=");
-			message_sb_str(&sb, ext);
-			message_sb_str(&sb, ";\r\n");
-		}
-		message_sb_str(&sb, " filename=");
-		message_quoted(&sb, fallback);
-		message_sb_str(&sb, "\r\nContent-Transfer-Encoding: base64\r\n\r\n");
-		if ((st = message_flush_sb(m, &sb, err)) != DM_OK)
-			goto fail;
-		seg.path = strdup(a->path);
-		if (!seg.path) {
-			st = dm_err_set(err, DM_ENOMEM, "message: out of memory");
-			goto fail;
-		}
-		if ((st = message_add_seg(m, &seg, err)) != DM_OK) {
-			free(seg.path);
-			goto fail;
-		}
-		m->size += codec_b64_size(seg.fsize);
+	message_fallback_name(name, fallback);
+	/* The CRLF before a delimiter belongs to the delimiter (RFC 2046
+	 * section 5.1.1): after the text part, which ends in CRLF, a second
+	 * one keeps the text's last line break; a base64 part's final
+	 * CRLF serves as the delimiter's. */
+	message_sb_str(sb, i > 0 ? "--" : "\r\n--");
+	message_sb_str(sb, boundary);
+	message_sb_str(sb, "\r\nContent-Type: ");
+	message_sb_str(sb, ct);
+	message_sb_str(sb, ";\r\n name=");
+	message_quoted(sb, fallback);
+	message_sb_str(sb, "\r\nContent-Disposition: attachment;\r\n");
+	if (!codec_is_ascii(name, strlen(name))) {
+		/* RFC 2231 value first: parsers that keep the last of two
+		 * "filename" parameters (Python's email) and those that prefer
+		 * filename* (Thunderbird, Gmail) both get the UTF-8 name;
+		 * older ones get the ASCII fallback. */
+		char ext[MESSAGE_FILENAME_MAX * 3 + 16];
+		if ((st = codec_rfc2231_encode(name, ext, sizeof(ext), err)))
+			return st;
+		message_sb_str(sb, " filename*=");
+		message_sb_str(sb, ext);
+		message_sb_str(sb, ";\r\n");
 	}
+	message_sb_str(sb, " filename=");
+	message_quoted(sb, fallback);
+	message_sb_str(sb, "\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+	return DM_OK;
+}
+
+/* Attachment i: the file must be readable now (its size is the SIZE
+ * estimate); name and content type are checked, the part header rendered
+ * and the base64 segment added. */
+static enum dm_status message_add_attachment(struct message *m,
+                                             const struct message_attachment *a,
+                                             size_t i, struct message_sb *sb,
+                                             const char *boundary,
+                                             struct dm_err *err)
+{
+	struct message_seg seg = { .kind = MESSAGE_SEG_B64 };
+	const char *name = a->name;
+	char what[32];
+	enum dm_status st;
+	int fd;
+
+	snprintf(what, sizeof(what), "attachment %zu", i + 1);
+	if ((st = message_open("attachment", a->path, &fd, &seg.fsize, true,
+	                       err)) != DM_OK)
+		return st;
+	close(fd);
+	if (!name) {
+		name = strrchr(a->path, '/');
+		name = name ? name + 1 : a->path;
+	} else if (strrchr(name, '/')) {
+		name = strrchr(name, '/') + 1;
+	}
+	if ((st = message_check_name(what, name, err)) != DM_OK)
+		return st;
+	const char *ct = a->content_type ? a->content_type
+	                                 : mimetype_from_name(name);
+	if ((st = message_check_ctype(ct, err)) != DM_OK ||
+	    (st = message_attachment_head(sb, i, boundary, ct, name, err)) ||
+	    (st = message_flush_sb(m, sb, err)) != DM_OK)
+		return st;
+	seg.path = strdup(a->path);
+	if (!seg.path)
+		return dm_err_set(err, DM_ENOMEM, "message: out of memory");
+	if ((st = message_add_seg(m, &seg, err)) != DM_OK) {
+		free(seg.path);
+		return st;
+	}
+	m->size += codec_b64_size(seg.fsize);
+	return DM_OK;
+}
+
+/* The header, then the text part and each attachment as segments, then
+ * the closing delimiter.  On failure the partly built message is freed by
+ * the caller (message_free). */
+static enum dm_status message_build_inner(struct message *m,
+                                          const struct message_spec *spec,
+                                          struct dm_err *err)
+{
+	struct message_sb sb = { 0 };
+	enum dm_status st;
+	char boundary[64];
+	bool multipart = spec->nattachments > 0;
+	bool text_part = !multipart || spec->body || spec->body_path;
+
+	if ((st = message_check_spec(m, spec, err)) != DM_OK)
+		return st;
+	if ((st = message_head_origin(m, spec, &sb, err)) != DM_OK ||
+	    (st = message_head_rcpts(m, spec, &sb, err)) != DM_OK ||
+	    (st = message_head_rest(spec, &sb, err)) != DM_OK ||
+	    (st = message_check_attachments(spec, err)) != DM_OK)
+		goto fail;
+	if (multipart && (st = message_multipart_open(&sb, boundary,
+	                                              sizeof(boundary), err)))
+		goto fail;
+	if (text_part && (st = message_add_text(m, spec, &sb,
+	                                        multipart ? boundary : NULL, err)))
+		goto fail;
+	for (size_t i = 0; i < spec->nattachments; i++)
+		if ((st = message_add_attachment(m, &spec->attachments[i], i, &sb,
+		                                 boundary, err)) != DM_OK)
+			goto fail;
 	if (multipart) {
 		message_sb_str(&sb, "--");
 		message_sb_str(&sb, boundary);

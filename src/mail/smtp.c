@@ -3,8 +3,8 @@
  *
  * RFCs: 5321 (SMTP), 3207 (STARTTLS), 8314 (implicit TLS for submission),
  * 4954 (AUTH), 4616 (PLAIN), 5802 / 7677 (SCRAM, SCRAM-SHA-256), 2920
- * (PIPELINING), 1870 (SIZE), 6152 (8BITMIME), 6531 (SMTPUTF8), 3463
- * (enhanced status codes).
+ * (PIPELINING), 1870 (SIZE), 6152 (8BITMIME), 6531 (SMTPUTF8), 3030
+ * (CHUNKING: BDAT; BINARYMIME is not used), 3463 (enhanced status codes).
  *
  * Shape: `enum smtp_state` with a parallel name table; smtp_set_state() is
  * the only place the state changes (and traces it); smtp_dispatch() hands
@@ -28,6 +28,20 @@
  * 503 / 554), and should one still answer DATA with 354, dropping the
  * connection without the final dot discards the message (RFC 5321 4.1.1.4:
  * only the dot completes it).
+ *
+ * CHUNKING (RFC 3030): when offered (and not turned off), a message goes
+ * as "BDAT n" chunks of CRLF-normalised bytes, not dot-stuffed, the last
+ * one "BDAT n LAST" (state BDAT takes one reply per chunk).  The chunk is
+ * filled before its BDAT line is written, so n is exact and a message
+ * that fits one chunk is one "BDAT n LAST".  With PIPELINING the chunks
+ * ride with MAIL/RCPT, and after the BDAT LAST come RSET and the next
+ * message's group: nothing waits for a 354.  The RSET is there because
+ * the state after a failed BDAT is indeterminate (RFC 3030 2) and the
+ * next MAIL is on the wire before we know; it costs a reply, not a round
+ * trip.  At most SMTP_BDAT_WINDOW chunks of a message are unanswered and
+ * a further message is pipelined only while fewer than
+ * SMTP_PIPELINE_DEPTH replies are due, so the replies we are not reading
+ * while we write stay small (the deadlock RFC 2920 3.1 warns of).
  */
 #include "mail/smtp.h"
 
@@ -52,6 +66,7 @@ enum smtp_state {
 	SMTP_STATE_RCPT,
 	SMTP_STATE_DATA,
 	SMTP_STATE_DOT,        /* body and final dot sent */
+	SMTP_STATE_BDAT,       /* BDAT chunks sent: one reply per chunk */
 	SMTP_STATE_RSET,
 	SMTP_STATE_QUIT,
 	SMTP_STATE_CLOSED,     /* QUIT answered */
@@ -71,6 +86,7 @@ static const char *const smtp_state_names[SMTP_STATE_COUNT] = {
 	[SMTP_STATE_RCPT] = "RCPT",
 	[SMTP_STATE_DATA] = "DATA",
 	[SMTP_STATE_DOT] = "DOT",
+	[SMTP_STATE_BDAT] = "BDAT",
 	[SMTP_STATE_RSET] = "RSET",
 	[SMTP_STATE_QUIT] = "QUIT",
 	[SMTP_STATE_CLOSED] = "CLOSED",
@@ -82,6 +98,46 @@ static const char *const smtp_state_names[SMTP_STATE_COUNT] = {
 #define SMTP_DOT_TIMEOUT_MS 600000     /* RFC 5321 4.5.3.2.6: 10 minutes */
 #define SMTP_RBUF 4096
 #define SMTP_PATH_MAX 256      /* RFC 5321 4.5.3.1.3 */
+#define SMTP_BDAT_CHUNK (128u * 1024)  /* settings.bdat_chunk == 0 */
+#define SMTP_BDAT_CHUNK_MAX (16u * 1024 * 1024)
+#define SMTP_BDAT_WINDOW 4     /* unanswered chunks of one message */
+#define SMTP_PIPELINE_DEPTH 64 /* replies due before another message is
+                                  pipelined behind a BDAT LAST */
+#define SMTP_BODY_IN 8192      /* one read from a message source */
+
+/* CRLF normalisation of a message stream, shared by DATA and BDAT: bare LF
+ * and bare CR become CRLF, a missing final line end is added. */
+struct smtp_norm {
+	bool cr;                     /* a CR waits for the next byte */
+	bool bol;                    /* the output ends at a line start */
+};
+
+/* What went on the wire for one message of the batch. */
+struct smtp_wire {
+	bool group;                  /* its MAIL group was written */
+	unsigned chunks;             /* BDAT commands written */
+	unsigned answered;           /* ... and replied to */
+	bool last;                   /* BDAT LAST written */
+	bool aborted;                /* its source failed: no more chunks */
+	bool rset_after;             /* RSET pipelined after its commands */
+};
+
+/* The message being cut into BDAT chunks (one at a time: the next
+ * message's group is only written after this one's BDAT LAST). */
+struct smtp_chunker {
+	bool active;
+	size_t msg;                  /* index in the batch */
+	char *buf;                   /* chunk bytes (cap), allocated once */
+	size_t cap, len;
+	char carry[4];               /* normalised bytes that did not fit */
+	size_t ncarry;
+	char in[SMTP_BODY_IN];       /* source bytes not yet normalised */
+	size_t ipos, ilen;
+	struct smtp_norm norm;
+	bool eof;                    /* the source is exhausted */
+	unsigned long reads;
+	unsigned long long total;    /* bytes sent in chunks */
+};
 
 struct smtp_client {
 	struct transport *t;
@@ -123,6 +179,13 @@ struct smtp_client {
 	unsigned flags;
 	bool txn_open, cur_failed;
 	bool quit_sent;
+	struct smtp_wire *wire;          /* per message of the batch */
+	bool bdat;                       /* this batch uses BDAT (CHUNKING) */
+	bool no_chunking;                /* settings.no_chunking */
+	bool body_waits;                 /* the group being written follows a
+	                                    held AUTH: no chunk ahead of the
+	                                    envelope replies */
+	struct smtp_chunker ck;
 
 	/* session error */
 	enum dm_status sstatus;
@@ -349,6 +412,7 @@ static void smtp_after_hello(struct smtp_client *c)
 	c->info.eightbitmime = c->caps.eightbitmime;
 	c->info.smtputf8 = c->caps.smtputf8;
 	c->info.enhancedstatuscodes = c->caps.enhanced;
+	c->info.chunking = c->caps.chunking;
 	c->info.size_max = c->caps.size_max;
 	snprintf(c->info.auth_offered, sizeof(c->info.auth_offered), "%s",
 	         c->caps.auth_mechs);
@@ -703,9 +767,13 @@ static bool smtp_msg_utf8(const struct smtp_envelope *m)
 	return utf8;
 }
 
+/* The next message from `from` on that is still to be sent or whose
+ * replies are still due: a message refused before anything was sent for
+ * it is skipped, one that failed while its commands were in flight (its
+ * source broke) is not. */
 static size_t smtp_next_msg(struct smtp_client *c, size_t from)
 {
-	while (from < c->n && c->done[from])
+	while (from < c->n && c->done[from] && !c->wire[from].group)
 		from++;
 	return from;
 }
@@ -715,9 +783,11 @@ static void smtp_send_rcpt(struct smtp_client *c, size_t k)
 	smtp_cmd(c, "RCPT TO:<%s>", c->env[c->cur].rcpt[k]);
 }
 
+static void smtp_bdat_start(struct smtp_client *c, size_t i);
+
 /* MAIL FROM (RFC 5321 4.1.1.2) with SIZE (RFC 1870 6), BODY (RFC 6152 3),
  * SMTPUTF8 (RFC 6531 3.4); with PIPELINING (RFC 2920 3.1) also all RCPTs and
- * DATA in the same flight. */
+ * DATA, or the first BDAT chunks (RFC 3030 2), in the same flight. */
 static void smtp_send_mail_group(struct smtp_client *c, size_t i)
 {
 	const struct smtp_envelope *m = &c->env[i];
@@ -732,19 +802,23 @@ static void smtp_send_mail_group(struct smtp_client *c, size_t i)
 	if (smtp_msg_utf8(m) && c->caps.smtputf8)
 		snprintf(params + pl, sizeof(params) - pl, " SMTPUTF8");
 	smtp_cmd(c, "MAIL FROM:<%s>%s", m->from, params);
+	c->wire[i].group = true;
 	if (c->caps.pipelining) {
 		for (size_t k = 0; k < m->nrcpt; k++)
 			smtp_cmd(c, "RCPT TO:<%s>", m->rcpt[k]);
-		smtp_cmd(c, "DATA");
+		if (!c->bdat)
+			smtp_cmd(c, "DATA");
 	}
 	c->sent = i + 1;
+	if (c->bdat && c->caps.pipelining && !c->body_waits)
+		smtp_bdat_start(c, i);
 }
 
 static void smtp_begin_msg(struct smtp_client *c, size_t i)
 {
 	c->cur = i;
 	c->rcpt_i = 0;
-	c->cur_failed = false;
+	c->cur_failed = c->done[i] != 0;   /* its source failed in flight */
 	c->res[i].accepted = 0;
 	if (c->sent <= i)
 		smtp_send_mail_group(c, i);
@@ -775,10 +849,11 @@ static void smtp_advance(struct smtp_client *c)
 		smtp_set_state(c, SMTP_STATE_READY);
 }
 
-/* The current message failed; RSET only when a transaction is open. */
+/* The current message failed; RSET only when a transaction is open (and
+ * QUIT is not on its way already). */
 static void smtp_msg_abandon(struct smtp_client *c)
 {
-	if (c->txn_open) {
+	if (c->txn_open && !c->quit_sent) {
 		smtp_cmd(c, "RSET");
 		smtp_set_state(c, SMTP_STATE_RSET);
 		return;
@@ -814,6 +889,8 @@ static void smtp_on_mail(struct smtp_client *c, const struct smtp_reply *r)
 	smtp_set_state(c, SMTP_STATE_RCPT);
 }
 
+static void smtp_bdat_after_rcpt(struct smtp_client *c);
+
 static void smtp_on_rcpt(struct smtp_client *c, const struct smtp_reply *r)
 {
 	const struct smtp_envelope *m = &c->env[c->cur];
@@ -835,7 +912,9 @@ static void smtp_on_rcpt(struct smtp_client *c, const struct smtp_reply *r)
 			smtp_send_rcpt(c, c->rcpt_i);
 		return;
 	}
-	if (!c->cur_failed && res->accepted == 0) {
+	if (c->cur_failed) {
+		/* Failed already: MAIL refused, or its source broke. */
+	} else if (res->accepted == 0) {
 		/* Temporary when any refusal was temporary (retry may help). */
 		const struct smtp_reply *deciding = r;
 		enum dm_status st = DM_EPERMFAIL;
@@ -845,6 +924,10 @@ static void smtp_on_rcpt(struct smtp_client *c, const struct smtp_reply *r)
 		smtp_msg_fail(c, c->cur, st, deciding, "all %zu recipient(s) refused",
 		              m->nrcpt);
 		c->cur_failed = true;
+	}
+	if (c->bdat) {
+		smtp_bdat_after_rcpt(c);
+		return;
 	}
 	if (c->caps.pipelining) {
 		smtp_set_state(c, SMTP_STATE_DATA);  /* DATA already in flight */
@@ -858,12 +941,55 @@ static void smtp_on_rcpt(struct smtp_client *c, const struct smtp_reply *r)
 	smtp_set_state(c, SMTP_STATE_DATA);
 }
 
+/* Appends the normalised form of input byte b to out (at most 4 bytes: a
+ * waiting CR's CRLF, then b, dot-stuffed when `stuff`); returns the count. */
+static size_t smtp_norm_byte(struct smtp_norm *nm, char b, bool stuff,
+                             char *out)
+{
+	size_t o = 0;
+	if (nm->cr) {
+		nm->cr = false;
+		out[o++] = '\r';
+		out[o++] = '\n';
+		nm->bol = true;
+		if (b == '\n')
+			return o;
+	}
+	if (b == '\r') {
+		nm->cr = true;
+		return o;
+	}
+	if (b == '\n') {
+		out[o++] = '\r';
+		out[o++] = '\n';
+		nm->bol = true;
+		return o;
+	}
+	if (stuff && nm->bol && b == '.')
+		out[o++] = '.';
+	out[o++] = b;
+	nm->bol = false;
+	return o;
+}
+
+/* At the end of the input: the line end a last line lacks (0 or 2 bytes). */
+static size_t smtp_norm_end(struct smtp_norm *nm, char *out)
+{
+	if (!nm->cr && nm->bol)
+		return 0;
+	nm->cr = false;
+	nm->bol = true;
+	out[0] = '\r';
+	out[1] = '\n';
+	return 2;
+}
+
 /* Streams the body: CRLF normalisation and dot-stuffing (RFC 5321 4.5.2),
  * then the final "." line. */
 static void smtp_send_body(struct smtp_client *c, const struct smtp_envelope *m)
 {
-	char in[8192], out[16384 + 4];
-	bool bol = true, cr = false;
+	char in[SMTP_BODY_IN], out[16384 + 4];
+	struct smtp_norm nm = { .bol = true };
 	size_t total = 0;
 	for (unsigned guard = 0; ; guard++) {
 		size_t got = 0;
@@ -883,29 +1009,7 @@ static void smtp_send_body(struct smtp_client *c, const struct smtp_envelope *m)
 			break;
 		size_t o = 0;
 		for (size_t i = 0; i < got; i++) {
-			char b = in[i];
-			if (cr) {
-				cr = false;
-				out[o++] = '\r';
-				out[o++] = '\n';
-				bol = true;
-				if (b == '\n')
-					continue;
-			}
-			if (b == '\r') {
-				cr = true;
-				continue;
-			}
-			if (b == '\n') {
-				out[o++] = '\r';
-				out[o++] = '\n';
-				bol = true;
-				continue;
-			}
-			if (bol && b == '.')
-				out[o++] = '.';
-			out[o++] = b;
-			bol = false;
+			o += smtp_norm_byte(&nm, in[i], true, out + o);
 			if (o >= sizeof(out) - 4) {
 				if (!smtp_write(c, out, o))
 					return;
@@ -917,11 +1021,10 @@ static void smtp_send_body(struct smtp_client *c, const struct smtp_envelope *m)
 			return;
 		total += o;
 	}
-	if (cr || !bol) {
-		if (!smtp_write(c, "\r\n", 2))
-			return;
-		total += 2;
-	}
+	size_t o = smtp_norm_end(&nm, out);
+	if (o && !smtp_write(c, out, o))
+		return;
+	total += o;
 	smtp_note(c, SMTP_DIR_INFO, "message body: %zu bytes", total);
 	smtp_note(c, SMTP_DIR_CLIENT, ".");
 	if (smtp_write(c, ".\r\n", 3))
@@ -984,6 +1087,261 @@ static void smtp_on_dot(struct smtp_client *c, const struct smtp_reply *r)
 	smtp_advance(c);
 }
 
+/* ---- CHUNKING (RFC 3030) ------------------------------------------------- */
+
+/* Moves normalised bytes into the chunk; what does not fit waits in
+ * carry for the next chunk (chunks are exactly ck->cap bytes but the
+ * last). */
+static void smtp_chunk_put(struct smtp_chunker *ck, const char *b, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		if (ck->len < ck->cap)
+			ck->buf[ck->len++] = b[k];
+		else
+			ck->carry[ck->ncarry++] = b[k];
+	}
+}
+
+/* Fills the chunk with the next normalised bytes of the message.  *last
+ * tells whether the message ends with it: a full chunk is the last only
+ * when the source has nothing more (so the size of a message that fits
+ * is exact, and "BDAT 0 LAST" is only sent for an empty message).
+ * Errors: the source's own, DM_EIO for a source that never ends. */
+static enum dm_status smtp_chunk_fill(struct smtp_chunker *ck,
+                                      const struct mail_source *src,
+                                      bool *last, struct dm_err *e)
+{
+	char tmp[4];
+	size_t k = 0;
+	for (; k < ck->ncarry && k < ck->cap; k++)
+		ck->buf[k] = ck->carry[k];
+	ck->len = k;
+	memmove(ck->carry, ck->carry + k, ck->ncarry - k);
+	ck->ncarry -= k;
+	*last = false;
+	for (;;) {
+		if (ck->len == ck->cap && (ck->ncarry || ck->ipos < ck->ilen))
+			return DM_OK;             /* full, and more follows */
+		if (ck->ipos < ck->ilen) {
+			/* Not full here.  A run of bytes that are neither CR nor LF
+			 * (with no CR waiting) goes in as it is, in one copy. */
+			const char *p = ck->in + ck->ipos;
+			size_t lim = ck->ilen - ck->ipos, run = 0;
+			if (lim > ck->cap - ck->len)
+				lim = ck->cap - ck->len;
+			while (!ck->norm.cr && run < lim && p[run] != '\r' &&
+			       p[run] != '\n')
+				run++;
+			if (run > 0) {
+				memcpy(ck->buf + ck->len, p, run);
+				ck->len += run;
+				ck->ipos += run;
+				ck->norm.bol = false;
+				continue;
+			}
+			size_t n = smtp_norm_byte(&ck->norm, ck->in[ck->ipos++],
+			                          false, tmp);
+			smtp_chunk_put(ck, tmp, n);
+			continue;
+		}
+		if (ck->eof) {
+			*last = ck->ncarry == 0;
+			return DM_OK;
+		}
+		size_t got = 0;
+		enum dm_status st = src->read(src->ctx, ck->in, sizeof(ck->in), &got,
+		                              e);
+		if (st != DM_OK)
+			return st;
+		if (++ck->reads > (1ul << 30) || got > sizeof(ck->in))
+			return dm_err_set(e, DM_EIO, "the message source misbehaves "
+			                  "(more than 2^30 reads, or an overrun)");
+		ck->ipos = 0;
+		ck->ilen = got;
+		if (got == 0) {
+			ck->eof = true;
+			smtp_chunk_put(ck, tmp, smtp_norm_end(&ck->norm, tmp));
+		}
+	}
+}
+
+static void smtp_bdat_pump(struct smtp_client *c);
+static void smtp_bdat_abort(struct smtp_client *c, size_t i,
+                            enum dm_status st, const struct dm_err *e);
+
+/* Starts cutting message i into chunks and sends the first ones. */
+static void smtp_bdat_start(struct smtp_client *c, size_t i)
+{
+	struct smtp_chunker *ck = &c->ck;
+	if (!ck->buf && !(ck->buf = malloc(ck->cap))) {
+		struct dm_err e;
+		dm_err_clear(&e);
+		dm_err_set(&e, DM_ENOMEM, "no memory for a BDAT chunk of %zu bytes",
+		           ck->cap);
+		smtp_bdat_abort(c, i, DM_ENOMEM, &e);
+		return;
+	}
+	ck->active = true;
+	ck->msg = i;
+	ck->len = ck->ncarry = ck->ipos = ck->ilen = 0;
+	ck->norm = (struct smtp_norm){ .bol = true };
+	ck->eof = false;
+	ck->reads = 0;
+	ck->total = 0;
+	smtp_bdat_pump(c);
+}
+
+/* After message i's last command (its BDAT LAST, or the chunks before its
+ * source broke), with PIPELINING: RSET when `rset` or when another message
+ * follows, then that message's group, or QUIT, in the same flight (RFC
+ * 2920 3.1).  The RSET makes the next MAIL safe whatever becomes of this
+ * message: the state after a failed BDAT is indeterminate (RFC 3030 2). */
+static void smtp_bdat_continue(struct smtp_client *c, size_t i, bool rset)
+{
+	if (!c->caps.pipelining || c->state == SMTP_STATE_FAILED)
+		return;
+	size_t next = smtp_next_msg(c, i + 1);
+	bool ahead = next < c->n && c->outstanding < SMTP_PIPELINE_DEPTH;
+	if (rset || ahead) {
+		smtp_cmd(c, "RSET");
+		c->wire[i].rset_after = true;
+	}
+	if (ahead)
+		smtp_send_mail_group(c, next);
+	else if (next >= c->n && (c->flags & SMTP_SEND_QUIT) && !c->quit_sent) {
+		c->quit_sent = true;
+		smtp_cmd(c, "QUIT");
+	}
+}
+
+/* Message i's source failed: no more chunks (none is ever sent short:
+ * a chunk is filled before its BDAT line).  The message fails; the
+ * session goes on (RSET discards the chunks sent, RFC 3030 2). */
+static void smtp_bdat_abort(struct smtp_client *c, size_t i,
+                            enum dm_status st, const struct dm_err *e)
+{
+	smtp_msg_fail(c, i, st, NULL, "reading the message body: %s", e->msg);
+	c->wire[i].aborted = true;
+	c->ck.active = false;
+	if (i == c->cur)
+		c->cur_failed = true;
+	smtp_bdat_continue(c, i, true);
+}
+
+/* Writes chunks of the message being cut while fewer than the window are
+ * unanswered (one without PIPELINING: each BDAT waits for its reply) and
+ * the message has not failed.  After its BDAT LAST the pipeline goes on. */
+static void smtp_bdat_pump(struct smtp_client *c)
+{
+	struct smtp_chunker *ck = &c->ck;
+	if (!ck->active)
+		return;
+	size_t i = ck->msg;
+	struct smtp_wire *w = &c->wire[i];
+	if (c->done[i]) {
+		ck->active = false;       /* refused: no further chunk */
+		return;
+	}
+	unsigned window = c->caps.pipelining ? SMTP_BDAT_WINDOW : 1;
+	while (!w->last && !c->done[i] && w->chunks - w->answered < window &&
+	       c->state != SMTP_STATE_FAILED) {
+		bool last = false;
+		struct dm_err e;
+		dm_err_clear(&e);
+		enum dm_status st = smtp_chunk_fill(ck, &c->env[i].body, &last, &e);
+		if (st != DM_OK) {
+			smtp_bdat_abort(c, i, st, &e);
+			return;
+		}
+		smtp_cmd(c, "BDAT %zu%s", ck->len, last ? " LAST" : "");
+		if (ck->len && !smtp_write(c, ck->buf, ck->len))
+			return;
+		w->chunks++;
+		ck->total += ck->len;
+		if (last) {
+			w->last = true;
+			ck->active = false;
+			smtp_note(c, SMTP_DIR_INFO, "message body: %llu bytes in %u "
+			          "BDAT chunk%s", ck->total, w->chunks,
+			          w->chunks == 1 ? "" : "s");
+			smtp_bdat_continue(c, i, false);
+		}
+	}
+}
+
+/* Every RCPT of the current message is answered: its chunks are in flight
+ * (PIPELINING), or are sent now (lockstep, or behind a held AUTH), or the
+ * message failed. */
+static void smtp_bdat_settle(struct smtp_client *c);
+
+static void smtp_bdat_after_rcpt(struct smtp_client *c)
+{
+	struct smtp_wire *w = &c->wire[c->cur];
+	smtp_set_state(c, SMTP_STATE_BDAT);
+	if (!c->cur_failed && w->chunks == 0 && !w->aborted)
+		smtp_bdat_start(c, c->cur);
+	smtp_bdat_settle(c);
+}
+
+/* Once every chunk of the current message is answered: the RSET already
+ * pipelined behind it is answered next; else a failed message gets RSET
+ * (after a BDAT error the state is indeterminate, RFC 3030 2); else the
+ * next message. */
+static void smtp_bdat_settle(struct smtp_client *c)
+{
+	struct smtp_wire *w = &c->wire[c->cur];
+	if (c->state == SMTP_STATE_FAILED || w->answered < w->chunks)
+		return;
+	if (!w->last && !w->aborted && !c->cur_failed)
+		return;                       /* the pump has more to send */
+	if (w->rset_after) {
+		smtp_set_state(c, SMTP_STATE_RSET);
+		return;
+	}
+	if (c->cur_failed) {
+		if (w->chunks > 0)
+			c->txn_open = true;
+		smtp_msg_abandon(c);
+		return;
+	}
+	smtp_advance(c);
+}
+
+/* One reply per BDAT chunk (RFC 3030 2).  The reply to the LAST chunk
+ * decides the message as the reply to the final dot does; an error to an
+ * earlier chunk fails it, and no further chunk is sent (those already in
+ * the pipeline get their replies, errors too). */
+static void smtp_on_bdat(struct smtp_client *c, const struct smtp_reply *r)
+{
+	struct smtp_wire *w = &c->wire[c->cur];
+	w->answered++;
+	bool final = w->last && w->answered == w->chunks;
+	if (r->code / 100 != 2) {
+		enum dm_status st = smtp_status_for_code(r->code);
+		if (c->cur_failed)
+			;   /* already decided (MAIL or every RCPT refused) */
+		else if (final)
+			smtp_msg_fail(c, c->cur, st, r, "message refused after its "
+			              "content was sent (BDAT LAST)");
+		else
+			smtp_msg_fail(c, c->cur, st, r, "BDAT chunk %u refused; no "
+			              "further chunk sent", w->answered);
+		c->cur_failed = true;
+	} else if (final && !c->cur_failed) {
+		struct smtp_result *res = &c->res[c->cur];
+		c->txn_open = false;
+		res->status = DM_OK;
+		res->code = r->code;
+		snprintf(res->enhanced, sizeof(res->enhanced), "%s", r->enhanced);
+		smtp_reply_first_line(r, res->text, sizeof(res->text));
+		c->done[c->cur] = 1;
+		smtp_note(c, SMTP_DIR_INFO, "message %zu accepted", c->cur + 1);
+	}
+	if (c->ck.active && c->ck.msg == c->cur)
+		smtp_bdat_pump(c);
+	smtp_bdat_settle(c);
+}
+
 static void smtp_on_quit(struct smtp_client *c, const struct smtp_reply *r)
 {
 	(void)r;
@@ -1005,6 +1363,7 @@ static const smtp_handler smtp_handlers[SMTP_STATE_COUNT] = {
 	[SMTP_STATE_RCPT] = smtp_on_rcpt,
 	[SMTP_STATE_DATA] = smtp_on_data,
 	[SMTP_STATE_DOT] = smtp_on_dot,
+	[SMTP_STATE_BDAT] = smtp_on_bdat,
 	[SMTP_STATE_RSET] = smtp_on_rset,
 	[SMTP_STATE_QUIT] = smtp_on_quit,
 };
@@ -1071,10 +1430,13 @@ static bool smtp_resting(const struct smtp_client *c)
 /* How long the reply now due may take, all of it.  RFC 5321 4.5.3.2.6
  * recommends 10 minutes for the reply to the final dot: the server may
  * filter the content before it answers, and giving up early makes the
- * message be sent again (a duplicate) though it was accepted. */
+ * message be sent again (a duplicate) though it was accepted.  A reply to
+ * BDAT (RFC 3030) is the same wait: the LAST one ends the message, and an
+ * earlier one may wait for the server to store its chunk. */
 static long smtp_reply_timeout(const struct smtp_client *c)
 {
-	if (c->state == SMTP_STATE_DOT && c->timeout_ms < SMTP_DOT_TIMEOUT_MS)
+	if ((c->state == SMTP_STATE_DOT || c->state == SMTP_STATE_BDAT) &&
+	    c->timeout_ms < SMTP_DOT_TIMEOUT_MS)
 		return SMTP_DOT_TIMEOUT_MS;
 	return c->timeout_ms;
 }
@@ -1196,6 +1558,7 @@ static void smtp_free(struct smtp_client *c)
 	smtp_auth_drop_held(c);
 	transport_close(c->t);
 	explicit_bzero(c->rbuf, sizeof(c->rbuf));
+	free(c->ck.buf);
 	free(c);
 }
 
@@ -1225,6 +1588,10 @@ enum dm_status smtp_client_open_transport(const struct smtp_settings *s,
 	c->starttls = s->starttls && !s->smtps;
 	c->require_tls = s->require_tls;
 	c->allow_plain = s->allow_plaintext_auth;
+	c->no_chunking = s->no_chunking;
+	c->ck.cap = s->bdat_chunk == 0 ? SMTP_BDAT_CHUNK
+	            : s->bdat_chunk > SMTP_BDAT_CHUNK_MAX ? SMTP_BDAT_CHUNK_MAX
+	            : s->bdat_chunk;
 	c->timeout_ms = s->timeout_ms > 0 ? s->timeout_ms : SMTP_TIMEOUT_MS;
 	c->have_creds = s->username && s->username[0];
 	c->s = s;
@@ -1310,14 +1677,26 @@ enum dm_status smtp_client_send(struct smtp_client *c,
 	if (n == 0)
 		return DM_OK;
 	unsigned char *done = calloc(n, 1);
-	if (!done)
+	struct smtp_wire *wire = calloc(n, sizeof(*wire));
+	if (!done || !wire) {
+		free(done);
+		free(wire);
+		for (size_t i = 0; i < n; i++) {
+			results[i].status = DM_ENOMEM;
+			snprintf(results[i].diag, sizeof(results[i].diag),
+			         "out of memory");
+		}
 		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	}
 	c->env = env;
 	c->res = results;
 	c->done = done;
+	c->wire = wire;
 	c->n = n;
 	c->flags = flags;
 	c->sent = 0;
+	c->bdat = c->caps.chunking && !c->no_chunking;
+	c->ck.active = false;
 	for (size_t i = 0; i < n; i++)
 		smtp_precheck(c, i);
 	size_t first = smtp_next_msg(c, 0);
@@ -1325,10 +1704,12 @@ enum dm_status smtp_client_send(struct smtp_client *c,
 	bool held = c->auth_held != NULL;
 	if (held)
 		smtp_auth_send_held(c);
+	c->body_waits = held;
 	if (first < n)
 		smtp_begin_msg(c, first);
 	else if (flags & SMTP_SEND_QUIT)
 		smtp_send_quit(c);
+	c->body_waits = false;
 	if (held)
 		smtp_auth_pipelined_wait(c);
 	smtp_run(c);
@@ -1349,8 +1730,11 @@ enum dm_status smtp_client_send(struct smtp_client *c,
 	c->env = NULL;
 	c->res = NULL;
 	c->done = NULL;
+	c->wire = NULL;
+	c->ck.active = false;
 	c->n = 0;
 	free(done);
+	free(wire);
 	for (size_t i = 0; i < n; i++) {
 		if (results[i].status == DM_OK)
 			continue;

@@ -1,13 +1,14 @@
 /*
  * smtp.h - SMTP submission client (RFC 5321) with STARTTLS (RFC 3207),
  * implicit TLS (RFC 8314), AUTH (RFC 4954), PIPELINING (RFC 2920), SIZE
- * (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531) and enhanced status
- * codes (RFC 3463).
+ * (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), CHUNKING (RFC
+ * 3030, BDAT; not BINARYMIME) and enhanced status codes (RFC 3463).
  *
  * One opaque handle per connection.  smtp_client_open() connects, reads the
  * greeting, says EHLO, upgrades to TLS, authenticates; smtp_client_send()
  * delivers a batch of messages over that connection (pipelined when the
- * server offers PIPELINING); smtp_client_close() says QUIT and frees.
+ * server offers PIPELINING, each message as BDAT chunks when it offers
+ * CHUNKING); smtp_client_close() says QUIT and frees.
  *
  * Policy (see smtp.c): AUTH is never sent in clear unless
  * allow_plaintext_auth; credentials set but AUTH not offered is an error;
@@ -66,6 +67,12 @@ struct smtp_settings {
 	bool allow_plaintext_auth;   /* operator override: AUTH without TLS */
 	bool pipeline_auth;          /* hold a one-round-trip AUTH for the first
 	                              * command group (see below); default off */
+	bool no_chunking;            /* send with DATA even when the server
+	                              * offers CHUNKING (tests, benchmarks);
+	                              * default off: BDAT when offered */
+	size_t bdat_chunk;           /* BDAT chunk size in bytes; 0: 128 KiB,
+	                              * at most 16 MiB.  A message that fits
+	                              * goes as one "BDAT n LAST". */
 	smtp_transcript_fn transcript; /* or NULL */
 	void *transcript_ctx;
 };
@@ -77,7 +84,10 @@ struct smtp_envelope {
 	const char *from;            /* "" allowed: null reverse-path <> */
 	const char *const *rcpt;     /* nrcpt addresses */
 	size_t nrcpt;                /* 1..SMTP_MAX_RCPT */
-	struct mail_source body;     /* CRLF message, not dot-stuffed */
+	struct mail_source body;     /* CRLF message, not dot-stuffed (bare LF
+	                              * and CR become CRLF, a missing final
+	                              * line end is added, with DATA and BDAT
+	                              * alike) */
 	size_t size;                 /* size estimate for SIZE=, 0: unknown */
 	bool needs_8bit;             /* body has 8-bit data: BODY=8BITMIME */
 	bool needs_smtputf8;         /* UTF-8 addresses/headers: SMTPUTF8 */
@@ -118,6 +128,8 @@ struct smtp_info {
 	char mechanism[32];          /* SASL mechanism used, "" when no AUTH */
 	bool esmtp;                  /* EHLO accepted (false: HELO) */
 	bool pipelining, eightbitmime, smtputf8, enhancedstatuscodes;
+	bool chunking;               /* CHUNKING offered (BDAT is used unless
+	                              * settings.no_chunking) */
 	bool starttls_offered;
 	unsigned long size_max;      /* SIZE limit, 0: none announced */
 	char auth_offered[256];      /* AUTH mechanisms, space separated */
@@ -150,7 +162,11 @@ enum dm_status smtp_client_open(const struct smtp_settings *s,
  * so open + close still checks the credentials.  Callers that treat open
  * failures and message failures differently (a wrong password must not
  * fail the message) must treat a DM_EAUTH result as a session failure
- * before turning this on. */
+ * before turning this on.  With CHUNKING the first message's BDAT waits
+ * for the AUTH, MAIL and RCPT replies: message data pipelined behind a
+ * refused AUTH would be complete on the wire (no final dot to withhold),
+ * and a server that takes mail without AUTH would deliver a message
+ * reported as failed, to be sent again. */
 
 /* Same on an already connected transport (tests, socketpair).  Takes
  * ownership of t, also on failure.  s->host/port only name the peer. */
@@ -159,8 +175,9 @@ enum dm_status smtp_client_open_transport(const struct smtp_settings *s,
                                           struct smtp_client **out,
                                           struct dm_err *err);
 
-/* Send QUIT together with the last message's final dot (PIPELINING) or
- * right after it; smtp_client_close() then only reads the reply. */
+/* Send QUIT together with the last message's final dot or BDAT LAST chunk
+ * (PIPELINING) or right after it; smtp_client_close() then only reads the
+ * reply. */
 #define SMTP_SEND_QUIT 0x1
 
 /* Delivers env[0..n) in order over the session, filling results[0..n).
@@ -172,7 +189,17 @@ enum dm_status smtp_client_open_transport(const struct smtp_settings *s,
  * smtp_client_close().  Errors: as results[i].status plus DM_EINVAL (bad
  * envelope), DM_EPERMFAIL (SIZE exceeded, 8BITMIME/SMTPUTF8 needed and not
  * offered, server 5xx), DM_ETEMPFAIL (4xx), DM_ENET, DM_ETIMEOUT, DM_EPROTO,
- * and the source's own errors. */
+ * DM_ENOMEM (the BDAT chunk buffer), and the source's own errors.
+ *
+ * CHUNKING (RFC 3030), unless settings.no_chunking: each message goes as
+ * BDAT chunks of bdat_chunk bytes, the last one "BDAT n LAST" (a message
+ * that fits is one "BDAT n LAST"), not dot-stuffed.  With PIPELINING the
+ * first chunks ride with MAIL and RCPT, and RSET plus the next message's
+ * MAIL group (or QUIT) ride with the BDAT LAST: a batch of small messages
+ * goes in one flight.  A reply to BDAT decides the message as the reply
+ * to the final dot does with DATA.  A source that fails to read with BDAT
+ * fails that message only (no chunk is ever sent short; RSET discards the
+ * chunks sent), where DATA has to drop the connection. */
 enum dm_status smtp_client_send(struct smtp_client *c,
                                 const struct smtp_envelope *env, size_t n,
                                 struct smtp_result *results, unsigned flags,

@@ -5,7 +5,8 @@
  * builder (message.c) and the outbox spool (outbox.c) both provide one, so
  * attachments are read and encoded in chunks as they are sent and memory
  * does not grow with message size.  The bytes are the RFC 5322 message with
- * CRLF line ends, NOT dot-stuffed (the engine stuffs).
+ * CRLF line ends, NOT dot-stuffed (the engine stuffs for DATA; BDAT sends
+ * them as they are).
  */
 #ifndef DEVMAIL_MAIL_SOURCE_H
 #define DEVMAIL_MAIL_SOURCE_H

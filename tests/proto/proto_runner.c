@@ -12,6 +12,8 @@
  * Expectations beyond docs/proto-cases.md: "verified yes/no" (the TLS
  * certificate was verified or pinned) and "reply N CODE [ENH] TEXT"
  * (message N's deciding reply as the result holds it).
+ * BDAT (RFC 3030): a client line "BDAT n [LAST]" announces n raw bytes,
+ * which the D:, D+ and D# lines that follow must account for exactly.
  */
 #include <errno.h>
 #include <gnutls/gnutls.h>
@@ -36,7 +38,8 @@
 #define IO_TIMEOUT_MS 10000
 
 enum op_kind { OP_S, OP_SRAW, OP_SSLOW, OP_C, OP_CPLUS, OP_DELAY, OP_CLOSE,
-               OP_STARTTLS, OP_TLS, OP_SASL, OP_WAITCLOSE, OP_TRICKLE };
+               OP_STARTTLS, OP_TLS, OP_SASL, OP_WAITCLOSE, OP_TRICKLE,
+               OP_DLINE, OP_DRAW, OP_DSKIP };
 
 struct op { enum op_kind kind; char *arg; int line; };
 
@@ -47,6 +50,7 @@ struct msg {
 	char *body;
 	size_t bodylen, bodycap, size;
 	bool b8, utf8;
+	bool fail;    /* bodyfail: the source fails at the end of its bytes */
 	size_t pos;   /* source read position */
 };
 
@@ -193,6 +197,9 @@ static void parse_case(const char *path)
 		else if (!strcmp(kw, "tls")) o->kind = OP_TLS, nops++, need_tls = true;
 		else if (!strcmp(kw, "sasl")) o->kind = OP_SASL, nops++;
 		else if (!strcmp(kw, "trickle")) o->kind = OP_TRICKLE, nops++;
+		else if (!strcmp(kw, "D:")) o->kind = OP_DLINE, nops++;
+		else if (!strcmp(kw, "D+")) o->kind = OP_DRAW, nops++;
+		else if (!strcmp(kw, "D#")) o->kind = OP_DSKIP, nops++;
 		else {
 			if (!strcmp(kw, "set")) {
 				char *v = strchr(arg, ' ');
@@ -210,6 +217,8 @@ static void parse_case(const char *path)
 				else if (!strcmp(arg, "verify")) cs.verify = onoff(dv);
 				else if (!strcmp(arg, "allow_plaintext_auth")) cs.allow_plaintext_auth = onoff(dv);
 				else if (!strcmp(arg, "pipeline_auth")) cs.pipeline_auth = onoff(dv);
+				else if (!strcmp(arg, "chunking")) cs.no_chunking = !onoff(dv);
+				else if (!strcmp(arg, "bdat_chunk")) cs.bdat_chunk = strtoul(dv, NULL, 10);
 				else if (!strcmp(arg, "servercert")) snprintf(servercert, sizeof(servercert), "%s", dv);
 				else if (!strcmp(arg, "fingerprint")) cs.fingerprint = dv;
 				else die("line %d: unknown setting '%s'", lineno, arg);
@@ -241,12 +250,28 @@ static void parse_case(const char *path)
 				size_t l = unescape(arg, tmp);
 				body_add(&msgs[nmsgs - 1], tmp, l);
 				body_add(&msgs[nmsgs - 1], "\r\n", 2);
+			} else if (!strcmp(kw, "bodyrep")) {
+				/* bodyrep COUNT TEXT: TEXT CRLF, COUNT times */
+				char *sp2 = strchr(arg, ' ');
+				long count = atol(arg);
+				if (!nmsgs || !sp2 || count < 1 || count > 1000000)
+					die("line %d: bodyrep COUNT TEXT after a message", lineno);
+				char tmp[8192];
+				size_t l = unescape(sp2 + 1, tmp);
+				for (long k = 0; k < count; k++) {
+					body_add(&msgs[nmsgs - 1], tmp, l);
+					body_add(&msgs[nmsgs - 1], "\r\n", 2);
+				}
 			} else if (!strcmp(kw, "bodyraw")) {
 				if (!nmsgs)
 					die("line %d: bodyraw without message", lineno);
 				char tmp[8192];
 				size_t l = unescape(arg, tmp);
 				body_add(&msgs[nmsgs - 1], tmp, l);
+			} else if (!strcmp(kw, "bodyfail")) {
+				if (!nmsgs)
+					die("line %d: bodyfail without message", lineno);
+				msgs[nmsgs - 1].fail = true;
 			} else if (!strcmp(kw, "noconnect")) {
 				noconnect = true;
 			} else if (!strcmp(kw, "flags")) {
@@ -280,6 +305,8 @@ struct srv {
 	unsigned last_chunk;   /* chunk of the last byte consumed, 0: none */
 	char out[65536];
 	size_t olen;
+	unsigned long chunk_left; /* BDAT bytes announced, not yet accounted */
+	unsigned long chunk_size; /* ... of the BDAT command they belong to */
 };
 
 static void server_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -396,9 +423,23 @@ static void printable(const char *in, char *out, size_t cap)
 	out[o] = '\0';
 }
 
+/* The bytes a BDAT announced must all be described before the next
+ * client line (or the end of the script). */
+static bool srv_chunk_done(struct srv *s, int line)
+{
+	if (s->chunk_left == 0)
+		return true;
+	server_fail("line %d: the BDAT before announced %lu bytes; the case "
+	            "describes only %lu of them (D: / D+ / D# lines)", line,
+	            s->chunk_size, s->chunk_size - s->chunk_left);
+	return false;
+}
+
 static bool srv_expect(struct srv *s, const struct op *o, bool same_flight)
 {
 	srv_flush(s);
+	if (!srv_chunk_done(s, o->line))
+		return false;
 	char want[4096], got[4096], pg[4096], pw[4096];
 	size_t wl = unescape(o->arg, want);
 	memcpy(want + wl, "\r\n", 3);
@@ -426,6 +467,77 @@ static bool srv_expect(struct srv *s, const struct op *o, bool same_flight)
 		            "previous line; expected a new flight", o->line, o->arg);
 		return false;
 	}
+	/* "BDAT n [LAST]" (RFC 3030 2): n raw bytes follow. */
+	if (!strncmp(want, "BDAT ", 5)) {
+		s->chunk_size = s->chunk_left = strtoul(want + 5, NULL, 10);
+	}
+	return true;
+}
+
+/* Chunk data after a BDAT: D: (a line, CRLF added) and D+ (raw bytes)
+ * compare `want` and must start in the same read as the client bytes
+ * before them; D# only counts bytes (chunks too big to write out, which
+ * may span reads). */
+static bool srv_chunk_data(struct srv *s, const struct op *o)
+{
+	char want[8192 + 2], pw[4096], pg[4096];
+	size_t wl = 0;
+	unsigned long n;
+	bool compare = o->kind != OP_DSKIP;
+	if (compare) {
+		wl = unescape(o->arg, want);
+		if (o->kind == OP_DLINE) {
+			memcpy(want + wl, "\r\n", 3);
+			wl += 2;
+		}
+		n = wl;
+	} else {
+		n = strtoul(o->arg, NULL, 10);
+	}
+	if (n > s->chunk_left) {
+		server_fail("line %d: %lu bytes of chunk data, but the BDAT "
+		            "announced only %lu more", o->line, n, s->chunk_left);
+		return false;
+	}
+	unsigned prev = s->last_chunk;
+	bool first = true;
+	for (unsigned long done = 0; done < n; ) {
+		if (s->ipos == s->ilen) {
+			long r = srv_read_chunk(s, IO_TIMEOUT_MS);
+			if (r <= 0) {
+				server_fail("line %d: chunk data: got %s after %lu of %lu "
+				            "bytes", o->line, r == 0 ? "EOF" : "nothing",
+				            done, n);
+				return false;
+			}
+			continue;
+		}
+		if (first && compare && s->chunk[s->ipos] != prev) {
+			server_fail("line %d: chunk data arrived in a later flight "
+			            "(read) than its BDAT", o->line);
+			return false;
+		}
+		first = false;
+		size_t take = s->ilen - s->ipos;
+		if (take > n - done)
+			take = n - done;
+		if (compare && memcmp(s->in + s->ipos, want + done, take) != 0) {
+			char got[8192 + 2];
+			size_t gl = take < sizeof(got) - 1 ? take : sizeof(got) - 1;
+			memcpy(got, s->in + s->ipos, gl);
+			got[gl] = '\0';
+			want[wl] = '\0';
+			printable(want, pw, sizeof(pw));
+			printable(got, pg, sizeof(pg));
+			server_fail("line %d: expected chunk data '%s', got '%s'",
+			            o->line, pw, pg);
+			return false;
+		}
+		s->ipos += take;
+		done += take;
+		s->last_chunk = s->chunk[s->ipos - 1];
+	}
+	s->chunk_left -= n;
 	return true;
 }
 
@@ -665,6 +777,11 @@ static void *server_main(void *arg)
 		case OP_CPLUS:
 			ok = srv_expect(s, o, o->kind == OP_CPLUS);
 			break;
+		case OP_DLINE:
+		case OP_DRAW:
+		case OP_DSKIP:
+			ok = srv_chunk_data(s, o);
+			break;
 		case OP_DELAY:
 			srv_flush(s);
 			sleep_ms(atoi(o->arg));
@@ -685,6 +802,8 @@ static void *server_main(void *arg)
 		}
 	}
 	srv_flush(s);
+	if (ok && !closed)
+		ok = srv_chunk_done(s, nops ? ops[nops - 1].line : 0);
 	if (ok && !closed) {
 		/* The script is over: the client must say nothing more and close. */
 		for (int guard = 0; guard < 100; guard++) {
@@ -738,8 +857,11 @@ static void on_transcript(void *ctx, enum smtp_dir dir, const char *line)
 static enum dm_status msg_read(void *ctx, char *buf, size_t cap, size_t *got,
                                struct dm_err *err)
 {
-	(void)err;
 	struct msg *m = ctx;
+	if (m->fail && m->pos == m->bodylen) {
+		*got = 0;
+		return dm_err_set(err, DM_EIO, "test source: read error");
+	}
 	size_t n = m->bodylen - m->pos;
 	if (n > cap)
 		n = cap;
