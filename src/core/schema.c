@@ -219,41 +219,6 @@ bool schema_name_ok(const char *name)
 	return partlen > 0 && parts >= 2;
 }
 
-const char *schema_escape(const char *in, char *out, size_t cap)
-{
-	size_t o = 0;
-
-	if (cap < 8) {
-		if (cap > 0)
-			out[0] = '\0';
-		return out;
-	}
-	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
-		char esc[8];
-		if (*p == '\n')
-			snprintf(esc, sizeof(esc), "\\n");
-		else if (*p == '\r')
-			snprintf(esc, sizeof(esc), "\\r");
-		else if (*p == '\t')
-			snprintf(esc, sizeof(esc), "\\t");
-		else if (*p == '\\' || *p == '\'')
-			snprintf(esc, sizeof(esc), "\\%c", *p);
-		else if (text_is_ctl(*p))
-			snprintf(esc, sizeof(esc), "\\x%02x", *p);
-		else
-			snprintf(esc, sizeof(esc), "%c", *p);
-		size_t el = strlen(esc);
-		if (o + el + 4 > cap) {         /* keep room for "..." and NUL */
-			memcpy(out + o, "...", 4);
-			return out;
-		}
-		memcpy(out + o, esc, el);
-		o += el;
-	}
-	out[o] = '\0';
-	return out;
-}
-
 const char *schema_type_str(const struct schema_key *k, char *buf, size_t cap)
 {
 	switch (k->type) {
@@ -826,7 +791,7 @@ enum dm_status schema_validate(const struct schema_key *k, const char *value,
 		return dm_err_set(err, DM_EPERM,
 		    "%s: cannot be set in clear (sealed); use IPCONFIG or the web "
 		    "page, which encrypt it on entry", k->name);
-	schema_escape(value, esc, sizeof(esc));
+	text_escape(value, esc, sizeof(esc));
 	schema_type_str(k, rule, sizeof(rule));
 	why = schema_line_check(value, trimmed, sizeof(trimmed));
 	if (!why && !(why = schema_type_check(k, trimmed, out, cap)))
@@ -847,5 +812,5 @@ enum dm_status schema_validate_text(const char *name, const char *value,
 	if (cap > 0)
 		out[0] = '\0';
 	return dm_err_set(err, DM_EINVAL, "%s: '%s' %s (text, single line)", name,
-	                  schema_escape(value, esc, sizeof(esc)), why);
+	                  text_escape(value, esc, sizeof(esc)), why);
 }

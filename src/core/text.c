@@ -1,9 +1,10 @@
 /* text.c - hex encoding, UTF-8 validation (RFC 3629), atext/dot-atom (RFC
- * 5322 3.2.3) and one-line copies
+ * 5322 3.2.3), one-line copies and escaped quotes of untrusted text,
  * shared by the mail code, the registry schema, the log and the durable
  * writes. */
 #include "core/text.h"
 
+#include <stdio.h>
 #include <string.h>
 
 size_t text_hex(const void *in, size_t n, char *out, size_t cap, bool upper,
@@ -89,6 +90,41 @@ size_t text_one_line(const char *in, size_t len, char *out, size_t cap,
 		out[i] = text_is_ctl((unsigned char)in[i]) ? repl : in[i];
 	out[i] = '\0';
 	return i;
+}
+
+const char *text_escape(const char *in, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	if (cap < 8) {
+		if (cap > 0)
+			out[0] = '\0';
+		return out;
+	}
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		char esc[8];
+		if (*p == '\n')
+			snprintf(esc, sizeof(esc), "\\n");
+		else if (*p == '\r')
+			snprintf(esc, sizeof(esc), "\\r");
+		else if (*p == '\t')
+			snprintf(esc, sizeof(esc), "\\t");
+		else if (*p == '\\' || *p == '\'')
+			snprintf(esc, sizeof(esc), "\\%c", *p);
+		else if (text_is_ctl(*p))
+			snprintf(esc, sizeof(esc), "\\x%02x", *p);
+		else
+			snprintf(esc, sizeof(esc), "%c", *p);
+		size_t el = strlen(esc);
+		if (o + el + 4 > cap) {         /* keep room for "..." and NUL */
+			memcpy(out + o, "...", 4);
+			return out;
+		}
+		memcpy(out + o, esc, el);
+		o += el;
+	}
+	out[o] = '\0';
+	return out;
 }
 
 bool text_atext(unsigned char c)

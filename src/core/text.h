@@ -1,6 +1,8 @@
 /*
  * text.h - small text helpers shared by every layer: hex encoding, UTF-8
- * validation (RFC 3629), one-line copies of untrusted text.
+ * validation (RFC 3629), one-line copies and escaped quotes of untrusted
+ * text, the RFC 5322 address grammar the registry and the mail parser
+ * share.
  *
  * No allocation, no I/O; every output buffer is caller-owned with a cap.
  */
@@ -29,7 +31,7 @@ size_t text_utf8_seq(const void *s, size_t len);
 bool text_utf8_valid(const char *s, size_t len);
 
 /* True for a control character: C0 (NUL, tab, CR, LF, ...) and DEL.  The
- * one test behind every sanitiser (text_one_line, schema_escape). */
+ * one test behind every sanitiser (text_one_line, text_escape). */
 bool text_is_ctl(unsigned char c);
 
 /* RFC 5322 3.2.3 atext, plus every octet >= 0x80 (RFC 6532 3.2: UTF-8 in
@@ -58,5 +60,14 @@ const char *text_mailbox_shape(const char *s, size_t len, size_t *lt,
  * of bytes copied: less than len when cut. */
 size_t text_one_line(const char *in, size_t len, char *out, size_t cap,
                      char repl);
+
+/* Copies the NUL-terminated `in` into out[cap] for quoting in a message
+ * ("Email/Port: '70000' is out of range", "cannot open 'a\nb'"): CR, LF and
+ * TAB become \r \n \t, backslash and single quote are escaped with a
+ * backslash, other control characters become \xNN; bytes >= 0x80 are
+ * kept.  Input that does not fit is cut at a whole escape and ends in
+ * "...".  out is always NUL-terminated; with cap < 8 it is "".  Returns
+ * out. */
+const char *text_escape(const char *in, char *out, size_t cap);
 
 #endif

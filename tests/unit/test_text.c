@@ -1,6 +1,7 @@
 /* test_text.c - the shared core helpers: hex encoding (with and without a
  * separator, both cases, caps that cut), UTF-8 validation (RFC 3629
- * edges), one-line copies, random bytes and write-all, table-driven. */
+ * edges), one-line copies, escaped quotes, random bytes and write-all,
+ * table-driven. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -328,6 +329,43 @@ static void test_dot_atom_table(void **state)
 	             text_atext('@') || text_atext(0x7f));
 }
 
+/* text_escape(): what a message may quote of untrusted text. */
+static void test_escape_table(void **state)
+{
+	(void)state;
+	static const struct { const char *in; size_t cap; const char *want; } cases[] = {
+		{ "plain", 32, "plain" },
+		{ "a\nb\rc\td", 32, "a\\nb\\rc\\td" },
+		{ "it's", 32, "it\\'s" },
+		{ "back\\slash", 32, "back\\\\slash" },
+		{ "\x01\x1b[2J\x7f", 32, "\\x01\\x1b[2J\\x7f" },
+		{ "caf\xc3\xa9 \"q\"", 32, "caf\xc3\xa9 \"q\"" },   /* UTF-8, '"' kept */
+		{ "", 32, "" },
+		/* cuts: room for "..." is kept, an escape is never split */
+		{ "abcd", 8, "abcd" },
+		{ "abcde", 8, "abcd..." },
+		{ "abcdefghijklmnop", 8, "abcd..." },
+		{ "ab\ncd", 8, "ab\\n..." },
+		{ "a\x01", 8, "a..." },
+		{ "abc", 7, "" },                                   /* cap < 8 */
+	};
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		char out[64];
+		memset(out, 'X', sizeof(out));
+		const char *r = text_escape(cases[i].in, out, cases[i].cap);
+		assert_ptr_equal(r, out);
+		if (strcmp(out, cases[i].want) != 0)
+			fail_msg("text_escape(\"%s\", cap %zu) = \"%s\", want \"%s\"",
+			         cases[i].in, cases[i].cap, out, cases[i].want);
+		assert_int_equal(out[cases[i].cap], 'X');
+		for (const char *p = out; *p; p++)
+			assert_false(text_is_ctl((unsigned char)*p));
+	}
+	char out[4] = "XXX";
+	assert_ptr_equal(text_escape("abc", out, 0), out);
+	assert_string_equal(out, "XXX");                        /* cap 0: untouched */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +376,7 @@ int main(void)
 		cmocka_unit_test(test_one_line_table),
 		cmocka_unit_test(test_dot_atom_table),
 		cmocka_unit_test(test_one_line_in_place_and_edges),
+		cmocka_unit_test(test_escape_table),
 		cmocka_unit_test(test_rand_sizes),
 		cmocka_unit_test(test_write_all_sizes),
 		cmocka_unit_test(test_write_all_pipe),
