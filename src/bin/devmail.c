@@ -1,10 +1,13 @@
 /* bin/devmail.c - the `devmail` binary: `devmail [--root DIR] [COMMAND ARGS...]`.
  * Without a command: the console; with one: run it once, exit with its
- * sysexits status. */
+ * sysexits status.  Either way the commands read and write through the
+ * standard streams' shell_io (shell/io.h): in console mode when the console
+ * reads the commands from stdin, in command mode when stdin is the
+ * command's own. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
-#include <unistd.h>
 
 #include "core/paths.h"
 #include "shell/shell.h"
@@ -54,21 +57,24 @@ int main(int argc, char **argv)
 		fprintf(stderr, "devmail: %s\n", e.msg);
 		return EX_CONFIG;
 	}
-	struct shell_settings s = {
-		.root = root,
-		.out = stdout,
-		.err = stderr,
-		.interactive = i >= argc && isatty(STDIN_FILENO),
-	};
-	enum dm_status st = shell_new(&s, &sh, &e);
+	bool console = i >= argc;
+	struct shell_io *io = NULL;
+	enum dm_status st = shell_io_std_new(console ? SHELL_IO_STD_CONSOLE :
+	                                     SHELL_IO_STD_COMMAND, &io, &e);
+	if (st == DM_OK) {
+		struct shell_settings s = { .root = root, .io = io };
+		st = shell_new(&s, &sh, &e);
+	}
 	if (st) {
 		fprintf(stderr, "devmail: %s\n", e.msg[0] ? e.msg : dm_status_str(st));
+		shell_io_std_free(io);
 		return dm_status_exit(st);
 	}
-	if (i < argc)
-		rc = shell_run_argv(sh, argc - i, argv + i);
-	else
+	if (console)
 		rc = shell_console(sh);
+	else
+		rc = shell_run_argv(sh, argc - i, argv + i);
 	shell_free(sh);
+	shell_io_std_free(io);
 	return rc;
 }

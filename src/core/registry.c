@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "core/paths.h"
+#include "core/text.h"
 #include "core/vault.h"
 
 #define REG_FORMAT 1
@@ -260,7 +261,7 @@ static enum dm_status reg_bad_name(const char *key, struct dm_err *err)
 	char esc[160];
 	return dm_err_set(err, DM_EINVAL,
 	    "'%s' is not a key name (Section/Name: letters, digits, '_', '-', '.')",
-	    schema_escape(key ? key : "", esc, sizeof(esc)));
+	    text_escape(key ? key : "", esc, sizeof(esc)));
 }
 
 enum dm_status registry_get(struct registry *reg, const char *key,

@@ -6,8 +6,8 @@
  *   Key: 'value' <what is wrong> (<rule>)
  * e.g. "Email/Port: '70000' is out of range (integer 1-65535)".
  * References: RFC 1035 sec. 2.3.4 and RFC 1123 sec. 2.1 (host names),
- * RFC 3696 sec. 2 (no all-numeric top-level label), RFC 5321 sec. 4.5.3.1
- * (address lengths), RFC 5322 sec. 3.2.3 and 3.4 (atext, name-addr).
+ * RFC 3696 sec. 2 (no all-numeric top-level label); addresses follow
+ * core/text's grammar (RFC 5322 3.4, RFC 5321 4.5.3.1, see text.h).
  */
 #include "core/schema.h"
 
@@ -219,41 +219,6 @@ bool schema_name_ok(const char *name)
 	return partlen > 0 && parts >= 2;
 }
 
-const char *schema_escape(const char *in, char *out, size_t cap)
-{
-	size_t o = 0;
-
-	if (cap < 8) {
-		if (cap > 0)
-			out[0] = '\0';
-		return out;
-	}
-	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
-		char esc[8];
-		if (*p == '\n')
-			snprintf(esc, sizeof(esc), "\\n");
-		else if (*p == '\r')
-			snprintf(esc, sizeof(esc), "\\r");
-		else if (*p == '\t')
-			snprintf(esc, sizeof(esc), "\\t");
-		else if (*p == '\\' || *p == '\'')
-			snprintf(esc, sizeof(esc), "\\%c", *p);
-		else if (text_is_ctl(*p))
-			snprintf(esc, sizeof(esc), "\\x%02x", *p);
-		else
-			snprintf(esc, sizeof(esc), "%c", *p);
-		size_t el = strlen(esc);
-		if (o + el + 4 > cap) {         /* keep room for "..." and NUL */
-			memcpy(out + o, "...", 4);
-			return out;
-		}
-		memcpy(out + o, esc, el);
-		o += el;
-	}
-	out[o] = '\0';
-	return out;
-}
-
 const char *schema_type_str(const struct schema_key *k, char *buf, size_t cap)
 {
 	switch (k->type) {
@@ -427,268 +392,49 @@ static const char *schema_hostname_check(const char *in, char *out, size_t cap)
 }
 
 /* ---- addresses ------------------------------------------------------------
- * The same rules as mail/address.c's address_parse() (listed in
- * mail/address.h), restated here because core does not use mail: what REG
- * accepts for Email/FromAddress and Email/ToAddress is what the mail code
- * can send, and the reverse.  test_schema runs one table through both.
- * Refused: comments "(...)", group syntax, source routes, invalid UTF-8,
- * unquoted local parts with spaces or specials, misplaced dots, bad
- * domain labels, local part > 64 octets, addr-spec > 254 octets, display
- * name > 256 octets.  Accepted: quoted local parts ("john doe"@x), UTF-8
- * local parts, domains and names (RFC 6531/6532), address literals.
- * (Registry values never hold control characters, TAB included, so the
- * TAB rules of address.h do not arise.  Display names are measured as
- * written; address_parse() measures RFC 2047 encoded-words decoded.) */
+ * The grammar is core/text's text_mailbox_parse(), the one mail/address.c
+ * parses with, so what REG accepts for Email/FromAddress and
+ * Email/ToAddress is what the mail code can send, and the reverse
+ * (test_schema runs one table through both).  Registry values never hold a
+ * control character, TAB included (schema_line_check()), so the grammar's
+ * TAB rules do not arise here.  The display name is measured as written
+ * (address_parse() measures RFC 2047 encoded-words decoded). */
 
-#define SCHEMA_LOCAL_MAX 64     /* RFC 5321 4.5.3.1.1 */
-#define SCHEMA_SPEC_MAX 254     /* RFC 5321 4.5.3.1.3 path minus "<>" */
 #define SCHEMA_ADDR_NAME_MAX 256
 
-/* Local part s[len]; *canon receives the length of its canonical form
- * (unquoted when the content is a dot-atom, else quoted with '\' escapes). */
-static const char *schema_local_check(const char *s, size_t len, size_t *canon)
+/* One mailbox; why[cap] receives the reason when it is refused. */
+static const char *schema_address_check(const char *s, char *why, size_t cap)
 {
-	if (len == 0)
-		return "has an empty local part (before '@')";
-	if (s[0] == '"') {
-		char raw[SCHEMA_SPEC_MAX + 1];
-		size_t i = 1, n = 0, q = 0;
-		bool closed = false;
-		for (; i < len; i++) {
-			if (s[i] == '\\') {
-				if (i + 1 >= len)
-					return "has unbalanced quotes in the local part";
-				i++;
-			} else if (s[i] == '"') {
-				closed = true;
-				i++;
-				break;
-			}
-			if (n >= SCHEMA_SPEC_MAX)
-				return "has a local part longer than 64 octets";
-			q += s[i] == '"' || s[i] == '\\';
-			raw[n++] = s[i];
-		}
-		if (!closed)
-			return "has unbalanced quotes in the local part";
-		if (i != len)
-			return "has text after the quoted local part (a quoted local "
-			    "part must be quoted whole)";
-		if (n == 0)
-			return "has an empty local part (before '@')";
-		*canon = text_dot_atom(raw, n) ? n : n + q + 2;
-	} else {
-		for (size_t i = 0; i < len; i++) {
-			unsigned char c = (unsigned char)s[i];
-			if (c == ' ')
-				return "has a space in the local part (quote it: "
-				    "\"a b\"@example.com)";
-			if (c == '"')
-				return "has unbalanced quotes in the local part (a quoted "
-				    "local part must be quoted whole)";
-			if (c != '.' && !text_atext(c))
-				return "has a character not allowed unquoted in the local "
-				    "part";
-		}
-		if (!text_dot_atom(s, len))
-			return "has a misplaced '.' in the local part (at the start, "
-			    "at the end, or two in a row)";
-		*canon = len;
-	}
-	if (*canon > SCHEMA_LOCAL_MAX)
-		return "has a local part longer than 64 octets";
+	struct text_mailbox m;
+
+	if (!text_mailbox_parse(s, strlen(s), &m, why, cap))
+		return why;
+	if (m.name_text > SCHEMA_ADDR_NAME_MAX)
+		return "has a display name longer than 256 octets";
 	return NULL;
 }
 
-/* Domain s[len]: labels of letters, digits, '-' and UTF-8 (RFC 6531), or
- * an address literal [IPv4] / [IPv6:...] (RFC 5321 4.1.3). */
-static const char *schema_domain_check(const char *s, size_t len)
-{
-	if (len == 0)
-		return "has an empty domain (after '@')";
-	if (s[0] == '[') {
-		char lit[64];
-		unsigned char a[16];
-		if (s[len - 1] != ']')
-			return "has an unbalanced '[' in the domain literal";
-		if (len - 2 >= sizeof(lit))
-			return "has a domain literal that is too long";
-		memcpy(lit, s + 1, len - 2);
-		lit[len - 2] = '\0';
-		if (strncasecmp(lit, "IPv6:", 5) == 0)
-			return inet_pton(AF_INET6, lit + 5, a) == 1 ? NULL
-			    : "has a bad IPv6 address literal";
-		return inet_pton(AF_INET, lit, a) == 1 ? NULL
-		    : "has a bad address literal ([192.0.2.1] or [IPv6:2001:db8::1])";
-	}
-	if (len > 253)
-		return "has a domain longer than 253 octets";
-	for (size_t i = 0, start = 0; i <= len; i++) {
-		if (i < len && s[i] != '.') {
-			unsigned char c = (unsigned char)s[i];
-			if (!(c >= 0x80 || c == '-' || (c < 0x80 && isalnum(c))))
-				return "has a domain character other than letters, digits "
-				    "and '-'";
-			continue;
-		}
-		size_t l = i - start;
-		if (l == 0)
-			return "has an empty domain label (a '.' at the start, at the "
-			    "end, or two in a row)";
-		if (l > 63)
-			return "has a domain label longer than 63 octets";
-		if (s[start] == '-' || s[i - 1] == '-')
-			return "has a domain label starting or ending with '-'";
-		start = i + 1;
-	}
-	return NULL;
-}
-
-/* addr-spec s[len] (spaces around it ignored). */
-static const char *schema_addrspec_check(const char *s, size_t len)
-{
-	size_t at = len, canon = 0;
-	bool inq = false;
-	const char *why;
-
-	while (len > 0 && s[0] == ' ')
-		s++, len--;
-	while (len > 0 && s[len - 1] == ' ')
-		len--;
-	if (len == 0)
-		return "has no address";
-	for (size_t i = 0; i < len; i++) {
-		if (inq && s[i] == '\\') {
-			i++;
-			continue;
-		}
-		if (s[i] == '"')
-			inq = !inq;
-		else if (!inq && s[i] == '@')
-			at = i;
-	}
-	if (inq)
-		return "has unbalanced quotes";
-	if (at == len)
-		return "has no '@' (expected local@domain)";
-	if ((why = schema_local_check(s, at, &canon)) ||
-	    (why = schema_domain_check(s + at + 1, len - at - 1)))
-		return why;
-	if (canon + 1 + (len - at - 1) > SCHEMA_SPEC_MAX)
-		return "is longer than 254 octets";
-	return NULL;
-}
-
-/* Display name s[len]: atoms ('.' allowed, as in obs-phrase; UTF-8 and
- * RFC 2047 encoded-words are atoms) and quoted strings. */
-static const char *schema_name_check(const char *s, size_t len)
-{
-	size_t n = 0;
-	bool space_before = false;
-
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == ' ') {
-			space_before = n > 0;
-			continue;
-		}
-		n += space_before;
-		space_before = false;
-		if (s[i] == '"') {
-			bool closed = false;
-			for (i++; i < len; i++, n++) {
-				if (s[i] == '\\' && i + 1 < len) {
-					i++;
-				} else if (s[i] == '"') {
-					closed = true;
-					break;
-				}
-			}
-			if (!closed)
-				return "has unbalanced quotes in the display name";
-			continue;
-		}
-		for (; i < len && s[i] != ' ' && s[i] != '"'; i++, n++)
-			if (s[i] != '.' && !text_atext((unsigned char)s[i]))
-				return "has a character not allowed in the display name; "
-				    "put the name in double quotes";
-		i--;
-	}
-	return n > SCHEMA_ADDR_NAME_MAX ? "has a display name longer than 256 "
-	    "octets" : NULL;
-}
-
-/* One mailbox: addr-spec, <addr-spec> or `Display Name <addr-spec>`. */
-static const char *schema_address_check(const char *s)
-{
-	size_t len = strlen(s), lt, gt;
-	const char *why;
-
-	if (!text_utf8_valid(s, len))
-		return "is not valid UTF-8";
-	if ((why = text_mailbox_shape(s, len, &lt, &gt)))
-		return why;
-	if (lt == len)
-		return schema_addrspec_check(s, len);
-	for (size_t i = gt + 1; i < len; i++)
-		if (s[i] != ' ')
-			return "has text after '>'";
-	if (gt == lt + 1)
-		return "has an empty address '<>'";
-	if (s[lt + 1] == '@')
-		return "has a source route '<@host:...>', which is not supported";
-	if ((why = schema_name_check(s, lt)))
-		return why;
-	return schema_addrspec_check(s + lt + 1, gt - lt - 1);
-}
-
-static void schema_trim_span(const char **b, const char **e)
-{
-	while (*b < *e && **b == ' ')
-		(*b)++;
-	while (*e > *b && (*e)[-1] == ' ')
-		(*e)--;
-}
-
-/* Addresses separated by ',' or ';' (as address_list_parse() splits them:
- * not inside quotes or angle brackets); stored as the trimmed addresses
- * joined by ", ". */
-static const char *schema_addrlist_check(const char *s, char *out, size_t cap)
+/* Addresses separated by ',' or ';' (split by text_list_next(), as
+ * address_list_parse() splits them); stored as the trimmed addresses
+ * joined by ", ".  An empty entry is refused, so the stored form stays
+ * canonical. */
+static const char *schema_addrlist_check(const char *s, char *out, size_t cap,
+                                         char *why, size_t whycap)
 {
 	char one[SCHEMA_VALUE_MAX];
-	size_t o = 0;
-	bool quoted = false;
-	const char *start = s;
+	size_t len = strlen(s), pos = 0, b, e, o = 0;
 
-	int angle = 0;
-
-	for (const char *p = s; ; p++) {
-		if (quoted && *p == '\\' && p[1]) {
-			p++;
-			continue;
-		}
-		if (*p == '"')
-			quoted = !quoted;
-		else if (!quoted && *p == '<')
-			angle++;
-		else if (!quoted && *p == '>' && angle > 0)
-			angle--;
-		if (*p != '\0' && ((*p != ',' && *p != ';') || quoted || angle > 0))
-			continue;
-		const char *b = start, *e = p;
-		schema_trim_span(&b, &e);
+	while (text_list_next(s, len, &pos, &b, &e)) {
 		if (b == e)
 			return "has an empty entry";
-		memcpy(one, b, (size_t)(e - b));
+		memcpy(one, s + b, e - b);
 		one[e - b] = '\0';
-		const char *why = schema_address_check(one);
-		if (why)
-			return why;
-		if (o + (size_t)(e - b) + 3 > cap)
+		const char *bad = schema_address_check(one, why, whycap);
+		if (bad)
+			return bad;
+		if (o + (e - b) + 3 > cap)
 			return "is too long";
 		o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? ", " : "", one);
-		if (*p == '\0')
-			break;
-		start = p + 1;
 	}
 	return NULL;
 }
@@ -754,6 +500,14 @@ static const char *schema_sha256_check(const char *s, char *out, size_t cap)
 	return NULL;
 }
 
+static void schema_trim_span(const char **b, const char **e)
+{
+	while (*b < *e && **b == ' ')
+		(*b)++;
+	while (*e > *b && (*e)[-1] == ' ')
+		(*e)--;
+}
+
 /* Common checks for every value: length and control characters.  Copies
  * the value without surrounding spaces into out[cap]. */
 static const char *schema_line_check(const char *value, char *out, size_t cap)
@@ -773,8 +527,10 @@ static const char *schema_line_check(const char *value, char *out, size_t cap)
 	return NULL;
 }
 
+/* NULL, or why v is refused (a static phrase, or why[whycap]). */
 static const char *schema_type_check(const struct schema_key *k, const char *v,
-                                     char *out, size_t cap)
+                                     char *out, size_t cap, char *why,
+                                     size_t whycap)
 {
 	bool b;
 
@@ -794,13 +550,13 @@ static const char *schema_type_check(const struct schema_key *k, const char *v,
 	case SCHEMA_HOSTNAME:
 		return schema_hostname_check(v, out, cap);
 	case SCHEMA_ADDRESS: {
-		const char *why = schema_address_check(v);
-		if (!why)
+		const char *bad = schema_address_check(v, why, whycap);
+		if (!bad)
 			snprintf(out, cap, "%s", v);
-		return why;
+		return bad;
 	}
 	case SCHEMA_ADDRLIST:
-		return schema_addrlist_check(v, out, cap);
+		return schema_addrlist_check(v, out, cap, why, whycap);
 	case SCHEMA_ENUM:
 		return schema_enum_check(k, v, out, cap);
 	case SCHEMA_PATH:
@@ -819,17 +575,18 @@ static const char *schema_type_check(const struct schema_key *k, const char *v,
 enum dm_status schema_validate(const struct schema_key *k, const char *value,
                                char *out, size_t cap, struct dm_err *err)
 {
-	char trimmed[SCHEMA_VALUE_MAX], esc[96], rule[160];
+	char trimmed[SCHEMA_VALUE_MAX], esc[96], rule[160], whybuf[256];
 	const char *why;
 
 	if (k->type == SCHEMA_SEALED)
 		return dm_err_set(err, DM_EPERM,
 		    "%s: cannot be set in clear (sealed); use IPCONFIG or the web "
 		    "page, which encrypt it on entry", k->name);
-	schema_escape(value, esc, sizeof(esc));
+	text_escape(value, esc, sizeof(esc));
 	schema_type_str(k, rule, sizeof(rule));
 	why = schema_line_check(value, trimmed, sizeof(trimmed));
-	if (!why && !(why = schema_type_check(k, trimmed, out, cap)))
+	if (!why && !(why = schema_type_check(k, trimmed, out, cap, whybuf,
+	                                      sizeof(whybuf))))
 		return DM_OK;
 	if (cap > 0)
 		out[0] = '\0';
@@ -847,5 +604,5 @@ enum dm_status schema_validate_text(const char *name, const char *value,
 	if (cap > 0)
 		out[0] = '\0';
 	return dm_err_set(err, DM_EINVAL, "%s: '%s' %s (text, single line)", name,
-	                  schema_escape(value, esc, sizeof(esc)), why);
+	                  text_escape(value, esc, sizeof(esc)), why);
 }

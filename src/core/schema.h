@@ -88,11 +88,6 @@ const char *schema_default_display(const struct schema_key *k);
  * 1/0, case-insensitive).  Returns false when `s` is not one of them. */
 bool schema_parse_bool(const char *s, bool *out);
 
-/* Copies `in` into out[cap] for quoting in messages: control characters,
- * backslash and quote become escapes (\n, \x01, ...); long input is cut
- * with "...".  Returns out. */
-const char *schema_escape(const char *in, char *out, size_t cap);
-
 /* True when `name` has the shape Section/Name (letters, digits, '_', '-',
  * '.'; two or more '/' separated parts, no empty part, <= 128 chars). */
 bool schema_name_ok(const char *name);

@@ -10,6 +10,10 @@
  * struct smtp_settings whose strings point into the struct account; the
  * password and OAuth token are unsealed into heap buffers that
  * account_clear() wipes and frees.
+ *
+ * Viewing: the same keys as plain values for display; the sealed ones are
+ * only tested for being set, never unsealed (account_view() has no data
+ * root, so it cannot reach the vault key).
  */
 #include "mail/account.h"
 
@@ -306,4 +310,76 @@ void account_clear(struct account *a)
 	}
 	vault_wipe(a, sizeof(*a));
 	memset(a, 0, sizeof(*a));
+}
+
+/* ---- viewing ------------------------------------------------------------- */
+
+/* Whether a sealed key holds a value; the sealed text is wiped. */
+static enum dm_status account_view_sealed(struct registry *reg, const char *key,
+                                          bool *set, struct dm_err *err)
+{
+	char sealed[REG_VALUE_MAX];
+	bool is_set = false;
+	enum dm_status st;
+
+	st = account_get(reg, key, sealed, sizeof(sealed), &is_set, err);
+	*set = st == DM_OK && is_set && sealed[0] != '\0';
+	vault_wipe(sealed, sizeof(sealed));
+	return st;
+}
+
+enum dm_status account_view(struct registry *reg, struct account_view *v,
+                            struct dm_err *err)
+{
+	long port = 0, timeout = 0;
+	enum dm_status st;
+
+	if (!v)
+		return dm_err_set(err, DM_EINVAL, "account_view: missing argument");
+	memset(v, 0, sizeof(*v));
+	if (!reg)
+		return dm_err_set(err, DM_EINVAL, "account_view: missing argument");
+	if ((st = account_get(reg, ACCOUNT_KEY_MAILHOST, v->host, sizeof(v->host),
+	                      NULL, err)) ||
+	    (st = registry_get_int(reg, ACCOUNT_KEY_PORT, &port, err)) ||
+	    (st = registry_get_bool(reg, ACCOUNT_KEY_SMTPS, &v->smtps, err)) ||
+	    (st = registry_get_bool(reg, ACCOUNT_KEY_STARTTLS, &v->starttls, err)) ||
+	    (st = registry_get_bool(reg, ACCOUNT_KEY_REQTLS, &v->require_tls, err)) ||
+	    (st = account_get(reg, ACCOUNT_KEY_FROM, v->from, sizeof(v->from),
+	                      NULL, err)) ||
+	    (st = account_get(reg, ACCOUNT_KEY_TO, v->to, sizeof(v->to), NULL,
+	                      err)) ||
+	    (st = account_get(reg, ACCOUNT_KEY_USERNAME, v->username,
+	                      sizeof(v->username), NULL, err)) ||
+	    (st = account_get(reg, ACCOUNT_KEY_MECH, v->mechanism,
+	                      sizeof(v->mechanism), NULL, err)) ||
+	    (st = account_view_sealed(reg, ACCOUNT_KEY_PASSWORD, &v->password_set,
+	                              err)) ||
+	    (st = account_view_sealed(reg, ACCOUNT_KEY_OAUTH, &v->oauth_token_set,
+	                              err)) ||
+	    (st = registry_get_bool(reg, "Email/VerifyCertificate", &v->verify,
+	                            err)) ||
+	    (st = account_get(reg, "Email/CAFile", v->cafile, sizeof(v->cafile),
+	                      NULL, err)) ||
+	    (st = account_get(reg, "Email/Fingerprint", v->fingerprint,
+	                      sizeof(v->fingerprint), NULL, err)) ||
+	    (st = registry_get_int(reg, "Email/Timeout", &timeout, err)) ||
+	    (st = account_get(reg, "Email/AllowPlaintextAuth",
+	                      v->allow_plaintext_auth,
+	                      sizeof(v->allow_plaintext_auth), NULL, err)) ||
+	    (st = account_get(reg, "IpConfig/HostName", v->helo, sizeof(v->helo),
+	                      NULL, err))) {
+		memset(v, 0, sizeof(*v));
+		return st;
+	}
+	v->port = (unsigned)port;
+	v->timeout_s = (unsigned)timeout;
+	return DM_OK;
+}
+
+const char *account_view_security(const struct account_view *v)
+{
+	if (v->smtps)
+		return "SMTPS (TLS from the first byte)";
+	return v->starttls ? "STARTTLS (when offered)" : "none";
 }

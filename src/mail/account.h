@@ -2,7 +2,8 @@
  * account.h - the mail account as one unit: what IPCONFIG, the web page and
  * the daemon share.  Saving writes every changed key in one registry
  * transaction with the password sealed by the vault on entry; loading turns
- * the registry (+ the unsealed password) into struct smtp_settings.
+ * the registry (+ the unsealed password) into struct smtp_settings; the view
+ * is the account as a person is shown it, with nothing unsealed.
  *
  * Commands are thin: anything both the console and the web page do with the
  * account lives here, never in a command's file.
@@ -76,5 +77,41 @@ enum dm_status account_load(struct registry *reg, const char *root,
 
 /* Wipes and frees the secrets; the struct may be loaded again. */
 void account_clear(struct account *a);
+
+/* The account as IPCONFIG and the web page show it, read from the registry
+ * with the defaults applied.  Nothing is unsealed (no vault key is read):
+ * the sealed keys only say whether they hold a value, so the view never
+ * holds a secret and works when the vault key is missing or damaged.
+ * Strings are "" when the key is not set and has no default. */
+struct account_view {
+	char host[256];                 /* Email/MailHost */
+	unsigned port;                  /* Email/Port */
+	bool smtps;                     /* Email/SMTPS */
+	bool starttls;                  /* Email/StartTLS */
+	bool require_tls;               /* Email/RequireTLS */
+	char from[REG_VALUE_MAX];       /* Email/FromAddress */
+	char to[REG_VALUE_MAX];         /* Email/ToAddress */
+	char username[REG_VALUE_MAX];   /* Email/Username ("": no AUTH) */
+	char mechanism[32];             /* Email/AuthMechanism ("auto") */
+	bool password_set;              /* Email/Password holds a sealed value */
+	bool oauth_token_set;           /* Email/OAuthToken holds a sealed value */
+	bool verify;                    /* Email/VerifyCertificate */
+	char cafile[REG_VALUE_MAX];     /* Email/CAFile ("": system store only) */
+	char fingerprint[128];          /* Email/Fingerprint ("": not pinned) */
+	unsigned timeout_s;             /* Email/Timeout, seconds per step */
+	char allow_plaintext_auth[256]; /* Email/AllowPlaintextAuth ("": none) */
+	char helo[256];                 /* IpConfig/HostName, else the system
+	                                 * host name: the EHLO name */
+};
+
+/* Fills *v (caller-owned; large: allocate it, or keep it static).  On error
+ * *v is zeroed.  Errors: DM_EINVAL (NULL argument), DM_EIO and what
+ * registry_get() says about a damaged value. */
+enum dm_status account_view(struct registry *reg, struct account_view *v,
+                            struct dm_err *err);
+
+/* The security mode in words, as IPCONFIG shows it: "SMTPS (TLS from the
+ * first byte)", "STARTTLS (when offered)" or "none".  Static storage. */
+const char *account_view_security(const struct account_view *v);
 
 #endif

@@ -1,6 +1,12 @@
 /*
  * address.c - mailbox and address-list parsing and formatting.
  *
+ * The grammar (what is one mailbox, where a list splits) is core/text's
+ * text_mailbox_parse() and text_list_next(), shared with the registry's
+ * address rule; this file adds what only mail needs: the control-character
+ * refusals in its own words, the canonical addr-spec, the display name
+ * decoded (RFC 2047) and measured decoded, and the header form.
+ *
  * RFCs: 5322 section 3.4 (mailbox, name-addr, addr-spec) and 3.2.3 (atext,
  * dot-atom), 3.2.4 (quoted-string); 5321 section 4.5.3.1 (length limits)
  * and 4.1.3 (address literals); 1035/1123 (host name labels); 6531/6532
@@ -10,7 +16,6 @@
  */
 #include "mail/address.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,201 +50,9 @@ static void address_echo(const char *text, char *out, size_t cap)
 	} while (0)
 
 
-/* Parses the local part s[len] into out (canonical form), *outlen. */
-static enum dm_status address_local(const char *input, const char *s,
-                                    size_t len, char *out, size_t *outlen,
-                                    struct dm_err *err)
-{
-	char raw[ADDRESS_SPEC_MAX + 1];
-	size_t n = 0;
-
-	if (len == 0)
-		ADDRESS_FAIL(err, input, "the local part (before '@') is empty");
-	if (s[0] == '"') {
-		size_t i = 1;
-		bool closed = false;
-		for (; i < len; i++) {
-			if (s[i] == '\\') {
-				if (i + 1 >= len)
-					ADDRESS_FAIL(err, input, "unbalanced quotes in the "
-					             "local part");
-				i++;
-			} else if (s[i] == '"') {
-				closed = true;
-				i++;
-				break;
-			}
-			/* RFC 5321 4.1.2: qtextSMTP and quoted-pairSMTP are
-			 * printable (%d32-126, UTF-8 per RFC 6531); the TAB that
-			 * address_parse() lets through for display names would
-			 * go out raw in MAIL FROM / RCPT TO. */
-			if (s[i] == '\t')
-				ADDRESS_FAIL(err, input, "the quoted local part contains "
-				             "a TAB (RFC 5321 4.1.2 allows only printable "
-				             "characters and spaces)");
-			if (n >= ADDRESS_SPEC_MAX)
-				ADDRESS_FAIL(err, input, "the local part is longer than "
-				             "%d octets", ADDRESS_LOCAL_MAX);
-			raw[n++] = s[i];
-		}
-		if (!closed)
-			ADDRESS_FAIL(err, input, "unbalanced quotes in the local part");
-		if (i != len)
-			ADDRESS_FAIL(err, input, "text after the quoted local part "
-			             "(a quoted local part must be quoted whole)");
-		if (n == 0)
-			ADDRESS_FAIL(err, input, "the local part (before '@') is empty");
-		raw[n] = '\0';
-		if (text_dot_atom(raw, n)) {
-			memcpy(out, raw, n);
-			*outlen = n;
-		} else {
-			size_t o = 0;
-			out[o++] = '"';
-			for (size_t k = 0; k < n; k++) {
-				if (o + 3 > ADDRESS_SPEC_MAX)
-					ADDRESS_FAIL(err, input, "the local part is longer "
-					             "than %d octets", ADDRESS_LOCAL_MAX);
-				if (raw[k] == '"' || raw[k] == '\\')
-					out[o++] = '\\';
-				out[o++] = raw[k];
-			}
-			out[o++] = '"';
-			*outlen = o;
-		}
-	} else {
-		for (size_t i = 0; i < len; i++) {
-			unsigned char c = (unsigned char)s[i];
-			if (c == ' ' || c == '\t')
-				ADDRESS_FAIL(err, input, "the local part contains a space "
-				             "(quote it: \"a b\"@example.com)");
-			if (c == '"')
-				ADDRESS_FAIL(err, input, "unbalanced quotes in the local "
-				             "part (a quoted local part must be quoted "
-				             "whole)");
-			if (c != '.' && !text_atext(c))
-				ADDRESS_FAIL(err, input, "the local part contains '%c', "
-				             "which is not allowed unquoted", c);
-		}
-		if (!text_dot_atom(s, len))
-			ADDRESS_FAIL(err, input, "the local part has a misplaced '.' "
-			             "(at the start, at the end, or two in a row)");
-		/* checked before the copy: out holds ADDRESS_SPEC_MAX + 1 */
-		if (len > ADDRESS_LOCAL_MAX)
-			ADDRESS_FAIL(err, input, "the local part is %zu octets, longer "
-			             "than %d", len, ADDRESS_LOCAL_MAX);
-		memcpy(out, s, len);
-		*outlen = len;
-	}
-	if (*outlen > ADDRESS_LOCAL_MAX)
-		ADDRESS_FAIL(err, input, "the local part is %zu octets, longer than "
-		             "%d", *outlen, ADDRESS_LOCAL_MAX);
-	return DM_OK;
-}
-
-static enum dm_status address_domain(const char *input, const char *s,
-                                     size_t len, struct dm_err *err)
-{
-	if (len == 0)
-		ADDRESS_FAIL(err, input, "the domain (after '@') is empty");
-	if (s[0] == '[') {
-		char lit[64];
-		if (s[len - 1] != ']')
-			ADDRESS_FAIL(err, input, "unbalanced '[' in the domain literal");
-		if (len - 2 >= sizeof(lit))
-			ADDRESS_FAIL(err, input, "the domain literal is too long");
-		memcpy(lit, s + 1, len - 2);
-		lit[len - 2] = '\0';
-		unsigned char bin[16];
-		if (strncasecmp(lit, "IPv6:", 5) == 0) {
-			if (inet_pton(AF_INET6, lit + 5, bin) != 1)
-				ADDRESS_FAIL(err, input, "'[%s]' is not a valid IPv6 "
-				             "address literal", lit);
-		} else if (inet_pton(AF_INET, lit, bin) != 1) {
-			ADDRESS_FAIL(err, input, "'[%s]' is not a valid address "
-			             "literal ([192.0.2.1] or [IPv6:2001:db8::1])", lit);
-		}
-		return DM_OK;
-	}
-	if (len > 253)
-		ADDRESS_FAIL(err, input, "the domain is %zu octets, longer than 253",
-		             len);
-	size_t start = 0;
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len && s[i] != '.') {
-			unsigned char c = (unsigned char)s[i];
-			if (c == ' ' || c == '\t')
-				ADDRESS_FAIL(err, input, "the domain contains a space");
-			if (!(c >= 0x80 || c == '-' || (c >= 'a' && c <= 'z') ||
-			      (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
-				ADDRESS_FAIL(err, input, "the domain contains '%c' (labels "
-				             "are letters, digits and '-')", c);
-			continue;
-		}
-		size_t l = i - start;
-		if (l == 0)
-			ADDRESS_FAIL(err, input, "the domain has an empty label (a '.' "
-			             "at the start, at the end, or two in a row)");
-		if (l > 63)
-			ADDRESS_FAIL(err, input, "the domain label '%.*s...' is %zu "
-			             "octets, longer than 63", 20, s + start, l);
-		if (s[start] == '-' || s[i - 1] == '-')
-			ADDRESS_FAIL(err, input, "the domain label '%.*s' starts or "
-			             "ends with '-'", (int)l, s + start);
-		start = i + 1;
-	}
-	return DM_OK;
-}
-
-/* Parses an addr-spec s[len] into a->spec. */
-static enum dm_status address_spec(const char *input, const char *s,
-                                   size_t len, struct address *a,
-                                   struct dm_err *err)
-{
-	enum dm_status st;
-	size_t at = len;
-	bool inq = false;
-	size_t loclen = 0;
-
-	/* trim */
-	while (len > 0 && (s[0] == ' ' || s[0] == '\t'))
-		s++, len--;
-	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-		len--;
-	if (len == 0)
-		ADDRESS_FAIL(err, input, "no address given");
-	for (size_t i = 0; i < len; i++) {
-		if (inq && s[i] == '\\') {
-			i++;
-			continue;
-		}
-		if (s[i] == '"')
-			inq = !inq;
-		else if (!inq && s[i] == '@')
-			at = i;
-	}
-	if (inq)
-		ADDRESS_FAIL(err, input, "unbalanced quotes");
-	if (at == len)
-		ADDRESS_FAIL(err, input, "missing '@' (expected local@domain)");
-	if (s[0] == '@')
-		ADDRESS_FAIL(err, input, "the local part (before '@') is empty");
-	if ((st = address_local(input, s, at, a->spec, &loclen, err)) != DM_OK)
-		return st;
-	if ((st = address_domain(input, s + at + 1, len - at - 1, err)) != DM_OK)
-		return st;
-	if (loclen + 1 + (len - at - 1) > ADDRESS_SPEC_MAX)
-		ADDRESS_FAIL(err, input, "the address is %zu octets, longer than %d",
-		             loclen + 1 + (len - at - 1), ADDRESS_SPEC_MAX);
-	a->spec[loclen] = '@';
-	memcpy(a->spec + loclen + 1, s + at + 1, len - at - 1);
-	a->spec[loclen + 1 + len - at - 1] = '\0';
-	a->utf8 = !codec_is_ascii(a->spec, strlen(a->spec));
-	return DM_OK;
-}
-
-/* Parses a display name (phrase of atoms and quoted strings, '.' allowed
- * as in obs-phrase) s[len] into a->name, whitespace runs collapsed. */
+/* Builds the display name s[len] (already checked by the grammar: atoms,
+ * '.' allowed, and quoted strings) into a->name: quotes and escapes
+ * undone, blank runs as one space, RFC 2047 encoded-words decoded. */
 static enum dm_status address_name(const char *input, const char *s,
                                    size_t len, struct address *a,
                                    struct dm_err *err)
@@ -259,33 +72,20 @@ static enum dm_status address_name(const char *input, const char *s,
 					goto toolong;
 				a->name[n++] = ' ';
 			}
-			bool closed = false;
-			for (i++; i < len; i++) {
+			for (i++; i < len && s[i] != '"'; i++) {
 				if (s[i] == '\\' && i + 1 < len)
 					i++;
-				else if (s[i] == '"') {
-					closed = true;
-					break;
-				}
 				if (n >= ADDRESS_NAME_MAX)
 					goto toolong;
 				a->name[n++] = s[i];
 			}
-			if (!closed)
-				ADDRESS_FAIL(err, input, "unbalanced quotes in the display "
-				             "name");
 			space_before = prev_ew = false;
 			continue;
 		}
 		/* an atom (with '.' as in obs-phrase) */
 		size_t j = i;
-		while (j < len && s[j] != ' ' && s[j] != '\t' && s[j] != '"') {
-			unsigned char d = (unsigned char)s[j];
-			if (d != '.' && !text_atext(d))
-				ADDRESS_FAIL(err, input, "the display name contains '%c'; "
-				             "put the name in double quotes", d);
+		while (j < len && s[j] != ' ' && s[j] != '\t' && s[j] != '"')
 			j++;
-		}
 		/* RFC 2047 encoded-word: decoded; the space between two adjacent
 		 * encoded-words is not part of the text (RFC 2047 section 6.2) */
 		char dec[CODEC_WORD_MAX + 1];
@@ -311,7 +111,7 @@ static enum dm_status address_name(const char *input, const char *s,
 	a->name[n] = '\0';
 	return DM_OK;
 toolong:
-	ADDRESS_FAIL(err, input, "the display name is longer than %d octets",
+	ADDRESS_FAIL(err, input, "has a display name longer than %d octets",
 	             ADDRESS_NAME_MAX);
 }
 
@@ -319,9 +119,10 @@ enum dm_status address_parse(const char *text, struct address *out,
                              struct dm_err *err)
 {
 	struct address a;
+	struct text_mailbox m;
 	const char *s = text ? text : "";
 	size_t len = strlen(s);
-	size_t lt, gt;
+	char why[300];
 	enum dm_status st;
 
 	memset(&a, 0, sizeof(a));
@@ -336,29 +137,19 @@ enum dm_status address_parse(const char *text, struct address *out,
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
 			ADDRESS_FAIL(err, s, "contains control character 0x%02X", c);
 	}
-	if (!codec_utf8_valid(s, len))
-		ADDRESS_FAIL(err, s, "is not valid UTF-8");
-	const char *why = text_mailbox_shape(s, len, &lt, &gt);
-	if (why)
+	/* The grammar the registry checks Email/FromAddress with, too. */
+	if (!text_mailbox_parse(s, len, &m, why, sizeof(why)))
 		ADDRESS_FAIL(err, s, "%s", why);
-	if (lt == len) {
-		st = address_spec(s, s, len, &a, err);
-		if (st != DM_OK)
-			return st;
-	} else {
-		for (size_t i = gt + 1; i < len; i++)
-			if (s[i] != ' ' && s[i] != '\t')
-				ADDRESS_FAIL(err, s, "unexpected text after '>'");
-		if (gt == lt + 1)
-			ADDRESS_FAIL(err, s, "empty address '<>'");
-		if (s[lt + 1] == '@')
-			ADDRESS_FAIL(err, s, "source routes '<@host:...>' are not "
-			             "supported");
-		if ((st = address_name(s, s, lt, &a, err)) != DM_OK)
-			return st;
-		if ((st = address_spec(s, s + lt + 1, gt - lt - 1, &a, err)) != DM_OK)
-			return st;
-	}
+	/* Fits: the grammar caps the canonical addr-spec at 254 octets. */
+	size_t loc = text_local_canon(s + m.local_off, m.local_len, a.spec,
+	                              sizeof(a.spec));
+	a.spec[loc] = '@';
+	memcpy(a.spec + loc + 1, s + m.domain_off, m.domain_len);
+	a.spec[loc + 1 + m.domain_len] = '\0';
+	a.utf8 = !codec_is_ascii(a.spec, strlen(a.spec));
+	if (m.name_len &&
+	    (st = address_name(s, s + m.name_off, m.name_len, &a, err)) != DM_OK)
+		return st;
 	*out = a;
 	return DM_OK;
 }
@@ -367,33 +158,13 @@ enum dm_status address_list_parse(const char *text, struct address **out,
                                   size_t *count, struct dm_err *err)
 {
 	const char *s = text ? text : "";
-	size_t len = strlen(s), start = 0, n = 0, cap = 0;
+	size_t len = strlen(s), pos = 0, a, b, n = 0, cap = 0;
 	struct address *list = NULL;
-	bool inq = false;
-	int angle = 0;
 
 	*out = NULL;
 	*count = 0;
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len) {
-			if (inq && s[i] == '\\' && i + 1 < len) {
-				i++;
-				continue;
-			}
-			if (s[i] == '"')
-				inq = !inq;
-			else if (!inq && s[i] == '<')
-				angle++;
-			else if (!inq && s[i] == '>' && angle > 0)
-				angle--;
-			if (inq || angle > 0 || (s[i] != ',' && s[i] != ';'))
-				continue;
-		}
-		/* one entry: s[start..i) */
-		size_t a = start, b = i;
-		start = i + 1;
-		while (a < b && (s[a] == ' ' || s[a] == '\t'))
-			a++;
+	/* Split where the registry splits Email/ToAddress (core/text). */
+	while (text_list_next(s, len, &pos, &a, &b)) {
 		if (a == b)
 			continue;
 		if (n == ADDRESS_LIST_MAX) {

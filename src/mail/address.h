@@ -25,6 +25,8 @@
  * made by address_format() parses back to the same name.
  * In lists, addresses are separated by ',' or ';' outside quotes and angle
  * brackets; empty entries (",,", trailing ',') are skipped.
+ * The grammar is core/text's (text_mailbox_parse(), text_list_next()): the
+ * registry checks Email/FromAddress and Email/ToAddress with the same code.
  */
 #ifndef DEVMAIL_MAIL_ADDRESS_H
 #define DEVMAIL_MAIL_ADDRESS_H
@@ -32,9 +34,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "core/err.h"
+#include "core/text.h"
 
-#define ADDRESS_LOCAL_MAX 64    /* RFC 5321 4.5.3.1.1 */
-#define ADDRESS_SPEC_MAX 254    /* RFC 5321 4.5.3.1.3 path 256 minus "<>" */
+#define ADDRESS_LOCAL_MAX TEXT_ADDR_LOCAL_MAX  /* 64, RFC 5321 4.5.3.1.1 */
+#define ADDRESS_SPEC_MAX TEXT_ADDR_SPEC_MAX    /* 254: path 256 minus "<>" */
 #define ADDRESS_NAME_MAX 256    /* our cap on a display name, octets */
 #define ADDRESS_LIST_MAX 1000   /* our cap on the entries of one list */
 /* Room for address_format(): encoded name (<= 4x) + quotes + spec. */

@@ -13,7 +13,6 @@
 #include <strings.h>
 
 #include "core/base64.h"
-#include "core/schema.h"
 #include "core/text.h"
 
 /* tok[] = lead and c in upper-case hex ("=3D", "%20"); returns 3, the
@@ -436,7 +435,7 @@ enum dm_status codec_decode_word(const char *w, size_t n, char *out,
 	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
 		char esc[sizeof(cs) * 4 + 8];
 		return dm_err_set(err, DM_EINVAL, "encoded-word: charset '%s' is "
-		                  "not supported", schema_escape(cs, esc, sizeof(esc)));
+		                  "not supported", text_escape(cs, esc, sizeof(esc)));
 	}
 	text = q2 + 1;
 	tlen = (size_t)((w + n - 2) - text);
@@ -522,7 +521,7 @@ static enum dm_status codec_check_name(const char *name, struct dm_err *err)
 			                  "header name '%s' contains a character not "
 			                  "allowed in a field name (printable ASCII "
 			                  "except ':' and space)",
-			                  schema_escape(name, esc, sizeof(esc)));
+			                  text_escape(name, esc, sizeof(esc)));
 	if (strlen(name) > 76)
 		return dm_err_set(err, DM_EINVAL,
 		                  "header name '%.64s...' is longer than 76 characters",

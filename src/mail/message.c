@@ -29,14 +29,13 @@
 
 #include "core/paths.h"
 #include "core/rand.h"
-#include "core/schema.h"
 #include "core/text.h"
 #include "mail/address.h"
 #include "mail/codec.h"
 #include "mail/mimetype.h"
 
 /* Room for a value quoted in an error message, escaped with
- * schema_escape() (control characters become \r, \n, \x01 ...). */
+ * text_escape() (control characters become \r, \n, \x01 ...). */
 #define MESSAGE_ECHO_MAX 100
 #define MESSAGE_PATH_ECHO 256
 
@@ -202,20 +201,20 @@ static enum dm_status message_open(const char *what, const char *path, int *fd,
 	if (*fd < 0) {
 		int e = errno;
 		return dm_err_set(err, code, "%s '%s': cannot open: %s", what,
-		                  schema_escape(path, esc, sizeof(esc)), strerror(e));
+		                  text_escape(path, esc, sizeof(esc)), strerror(e));
 	}
 	if (fstat(*fd, &st) != 0) {
 		int e = errno;
 		close(*fd);
 		*fd = -1;
 		return dm_err_set(err, code, "%s '%s': cannot stat: %s", what,
-		                  schema_escape(path, esc, sizeof(esc)), strerror(e));
+		                  text_escape(path, esc, sizeof(esc)), strerror(e));
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(*fd);
 		*fd = -1;
 		return dm_err_set(err, code, "%s '%s': not a regular file", what,
-		                  schema_escape(path, esc, sizeof(esc)));
+		                  text_escape(path, esc, sizeof(esc)));
 	}
 	*size = (uint64_t)st.st_size;
 	return DM_OK;
@@ -236,7 +235,7 @@ static enum dm_status message_read_fd(int fd, const char *path, void *buf,
 			int e = errno;
 			char esc[MESSAGE_PATH_ECHO];
 			return dm_err_set(err, DM_EIO, "read '%s': %s",
-			                  schema_escape(path, esc, sizeof(esc)),
+			                  text_escape(path, esc, sizeof(esc)),
 			                  strerror(e));
 		}
 	}
@@ -377,13 +376,13 @@ static enum dm_status message_scan_body(struct message *m,
 	char esc[MESSAGE_PATH_ECHO];
 	if (fd >= 0 && off != seg->fsize)
 		return dm_err_set(err, DM_EIO, "body file '%s' changed size while "
-		                  "being read", schema_escape(seg->path, esc,
+		                  "being read", text_escape(seg->path, esc,
 		                  sizeof(esc)));
 	message_scan_final(&s);
 	if (s.bad_utf8)
 		return dm_err_set(err, DM_EINVAL, "%s%s%s is not valid UTF-8 text",
 		                  seg->path ? "body file '" : "message body",
-		                  seg->path ? schema_escape(seg->path, esc,
+		                  seg->path ? text_escape(seg->path, esc,
 		                  sizeof(esc)) : "", seg->path ? "'" : "");
 	size_t o = codec_qp_final(&qp, m->obuf);
 	if (o > 0)
@@ -479,7 +478,7 @@ static enum dm_status message_check_name(const char *what, const char *name,
 	if (len > MESSAGE_FILENAME_MAX)
 		return dm_err_set(err, DM_EINVAL, "%s '%s': name is %zu "
 		                  "octets, longer than %d", what,
-		                  schema_escape(name, esc, sizeof(esc)), len,
+		                  text_escape(name, esc, sizeof(esc)), len,
 		                  MESSAGE_FILENAME_MAX);
 	if (!codec_utf8_valid(name, len))
 		return dm_err_set(err, DM_EINVAL, "%s: name is not valid UTF-8", what);
@@ -505,10 +504,10 @@ static enum dm_status message_check_ctype(const char *ct, struct dm_err *err)
 	if (len > 127)
 		return dm_err_set(err, DM_EINVAL, "content type '%s' is longer "
 		                  "than 127 characters",
-		                  schema_escape(ct, esc, sizeof(esc)));
+		                  text_escape(ct, esc, sizeof(esc)));
 	if (!slash || slash == ct || slash[1] == '\0' || strchr(slash + 1, '/'))
 		return dm_err_set(err, DM_EINVAL, "content type '%s' is not "
-		                  "type/subtype", schema_escape(ct, esc, sizeof(esc)));
+		                  "type/subtype", text_escape(ct, esc, sizeof(esc)));
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)ct[i];
 		if (ct + i == slash)
@@ -516,7 +515,7 @@ static enum dm_status message_check_ctype(const char *ct, struct dm_err *err)
 		if (c <= 32 || c >= 127 || strchr("()<>@,;:\\\"/[]?=", c))
 			return dm_err_set(err, DM_EINVAL, "content type '%s' "
 			                  "contains a character not allowed in a token",
-			                  schema_escape(ct, esc, sizeof(esc)));
+			                  text_escape(ct, esc, sizeof(esc)));
 	}
 	return DM_OK;
 }
@@ -618,7 +617,7 @@ static enum dm_status message_make_id(struct message *m,
 		const char *at = memchr(id, '@', len);
 		if (len == 0 || len > 250 || !at || at == id || at == id + len - 1)
 			return dm_err_set(err, DM_EINVAL, "Message-ID '%s': expected "
-			                  "<left@right>", schema_escape(spec->message_id,
+			                  "<left@right>", text_escape(spec->message_id,
 			                  esc, sizeof(esc)));
 		for (size_t i = 0; i < len; i++) {
 			unsigned char c = (unsigned char)id[i];
@@ -626,7 +625,7 @@ static enum dm_status message_make_id(struct message *m,
 			    c == '\\' || c == '(' || c == ')' || c == ',')
 				return dm_err_set(err, DM_EINVAL, "Message-ID '%s': "
 				                  "contains a character not allowed in a "
-				                  "msg-id", schema_escape(spec->message_id,
+				                  "msg-id", text_escape(spec->message_id,
 				                  esc, sizeof(esc)));
 		}
 		snprintf(m->msgid, sizeof(m->msgid), "<%.*s>", (int)len, id);
@@ -635,7 +634,7 @@ static enum dm_status message_make_id(struct message *m,
 	if (spec->hostname && !message_id_host_ok(spec->hostname))
 		return dm_err_set(err, DM_EINVAL, "host name '%s' is not a "
 		                  "valid domain for a Message-ID",
-		                  schema_escape(spec->hostname, esc, sizeof(esc)));
+		                  text_escape(spec->hostname, esc, sizeof(esc)));
 	return message_new_id(spec->hostname, m->msgid, sizeof(m->msgid), err);
 }
 
@@ -1048,7 +1047,7 @@ static enum dm_status message_produce(struct message *m, struct dm_err *err)
 		char esc[MESSAGE_PATH_ECHO];
 		return dm_err_set(err, DM_EIO, "'%s' changed size since the message "
 		                  "was built (%llu bytes then)",
-		                  seg->path ? schema_escape(seg->path, esc, sizeof(esc))
+		                  seg->path ? text_escape(seg->path, esc, sizeof(esc))
 		                  : "body", (unsigned long long)seg->fsize);
 	}
 	if (got > 0) {

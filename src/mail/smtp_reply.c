@@ -7,7 +7,7 @@
  * (STARTTLS).
  */
 #include "mail/smtp_reply.h"
-#include "core/schema.h"
+#include "core/text.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -67,12 +67,12 @@ static enum dm_status smtp_reply_line(struct smtp_reply_parser *p, char *line,
 		return dm_err_set(err, DM_EPROTO,
 		                  "malformed SMTP reply line '%s' (RFC 5321 4.2: "
 		                  "3 digits, then space or '-')",
-		                  schema_escape(line, shown, sizeof(shown)));
+		                  text_escape(line, shown, sizeof(shown)));
 	int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 	if (line[0] < '2' || line[0] > '5' || line[1] > '5')
 		return dm_err_set(err, DM_EPROTO,
 		                  "SMTP reply code %d out of range in '%s'", code,
-		                  schema_escape(line, shown, sizeof(shown)));
+		                  text_escape(line, shown, sizeof(shown)));
 	if (r->nlines > 0 && code != r->code)
 		return dm_err_set(err, DM_EPROTO,
 		                  "SMTP reply code changed from %d to %d inside a "

@@ -1,17 +1,16 @@
 /* cmd_ipconfig.c - IPCONFIG: the network as the unit sees it and the mail
  * account; -E sets the account up on the terminal, the long options do it
- * from a script.  Saving is account_save() (one transaction, password
- * sealed); this file only asks, shows and reports. */
+ * from a script.  Showing is account_view() (nothing unsealed), saving is
+ * account_save() (one transaction, password sealed); this file only asks,
+ * shows and reports, through the shell's io: the io decides how a secret
+ * is read without echo and what an interrupt is. */
 #include "shell/shell.h"
 
-#include <errno.h>
-#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sysexits.h>
-#include <termios.h>
-#include <unistd.h>
 
 #include "core/netinfo.h"
 #include "core/schema.h"
@@ -54,258 +53,129 @@ static const struct shell_opt ipc_opts[] = {
 
 /* ---- the display ------------------------------------------------------- */
 
-static void ipc_get(struct registry *reg, const char *key, char *buf,
-                    size_t cap, bool *is_set)
-{
-	if (registry_get(reg, key, buf, cap, is_set, NULL) != DM_OK) {
-		buf[0] = '\0';
-		if (is_set)
-			*is_set = false;
-	}
-}
-
-static bool ipc_get_bool(struct registry *reg, const char *key)
-{
-	bool b = false;
-	if (registry_get_bool(reg, key, &b, NULL) != DM_OK)
-		return false;
-	return b;
-}
-
 /* The email section (also the summary after a change). */
-static void ipc_print_email(FILE *out, struct registry *reg)
+static void ipc_print_email(struct shell *sh, const struct account_view *v)
 {
-	char v[REG_VALUE_MAX];
-	bool set = false;
-	bool smtps = ipc_get_bool(reg, "Email/SMTPS");
-	bool starttls = ipc_get_bool(reg, "Email/StartTLS");
-	bool reqtls = ipc_get_bool(reg, "Email/RequireTLS");
+	shell_out(sh, "Email:\n");
+	shell_out(sh, "  MailHost:   %s\n", v->host[0] ? v->host :
+	          "not set (IPCONFIG -E sets it)");
+	shell_out(sh, "  Port:       %u\n", v->port);
+	shell_out(sh, "  Security:   %s, RequireTLS %s\n",
+	          account_view_security(v), v->require_tls ? "on" : "off");
+	shell_out(sh, "  From:       %s\n", v->from[0] ? v->from : "not set");
+	shell_out(sh, "  To:         %s\n", v->to[0] ? v->to : "not set");
+	shell_out(sh, "  Username:   %s\n", v->username[0] ? v->username :
+	          "not set (no AUTH)");
+	/* Only whether it is set: the view never holds the sealed value. */
+	shell_out(sh, "  Password:   %s\n", v->password_set ? "set (sealed)" :
+	          "not set");
+	if (v->oauth_token_set)
+		shell_out(sh, "  OAuth token: set (sealed; XOAUTH2)\n");
+}
 
-	fprintf(out, "Email:\n");
-	ipc_get(reg, "Email/MailHost", v, sizeof(v), &set);
-	fprintf(out, "  MailHost:   %s\n", set && v[0] ? v : "not set (IPCONFIG -E sets it)");
-	ipc_get(reg, "Email/Port", v, sizeof(v), NULL);
-	fprintf(out, "  Port:       %s\n", v);
-	fprintf(out, "  Security:   %s, RequireTLS %s\n",
-	        smtps ? "SMTPS (TLS from the first byte)" :
-	        starttls ? "STARTTLS (when offered)" : "none",
-	        reqtls ? "on" : "off");
-	ipc_get(reg, "Email/FromAddress", v, sizeof(v), &set);
-	fprintf(out, "  From:       %s\n", set && v[0] ? v : "not set");
-	ipc_get(reg, "Email/ToAddress", v, sizeof(v), &set);
-	fprintf(out, "  To:         %s\n", set && v[0] ? v : "not set");
-	ipc_get(reg, "Email/Username", v, sizeof(v), &set);
-	fprintf(out, "  Username:   %s\n", set && v[0] ? v : "not set (no AUTH)");
-	/* Only whether it is set: the sealed value is never shown. */
-	ipc_get(reg, "Email/Password", v, sizeof(v), &set);
-	fprintf(out, "  Password:   %s\n", set && v[0] ? "set (sealed)" : "not set");
-	ipc_get(reg, "Email/OAuthToken", v, sizeof(v), &set);
-	if (set && v[0])
-		fprintf(out, "  OAuth token: set (sealed; XOAUTH2)\n");
-	vault_wipe(v, sizeof(v));
+/* The account view on the heap (it is large); NULL after printing why. */
+static struct account_view *ipc_view(struct shell *sh, struct registry *reg,
+                                     int *rc)
+{
+	struct account_view *v = malloc(sizeof(*v));
+	struct dm_err e;
+	enum dm_status st;
+
+	if (!v) {
+		*rc = shell_error(sh, EX_OSERR, "out of memory");
+		return NULL;
+	}
+	dm_err_clear(&e);
+	if ((st = account_view(reg, v, &e))) {
+		free(v);
+		*rc = shell_fail(sh, st, &e);
+		return NULL;
+	}
+	return v;
 }
 
 static int ipc_show(struct shell *sh, struct registry *reg)
 {
-	FILE *out = shell_out(sh);
-	struct netinfo *ni = calloc(1, sizeof(*ni));
-	char host[256];
+	struct account_view *v;
+	struct netinfo *ni;
 	struct dm_err e;
 	enum dm_status st;
+	int rc = EX_OK;
 
-	if (!ni)
+	if (!(v = ipc_view(sh, reg, &rc)))
+		return rc;
+	if (!(ni = calloc(1, sizeof(*ni)))) {
+		free(v);
 		return shell_error(sh, EX_OSERR, "out of memory");
+	}
 	dm_err_clear(&e);
 	if ((st = netinfo_read(ni, NULL, &e))) {
 		free(ni);
+		free(v);
 		return shell_fail(sh, st, &e);
 	}
-	ipc_get(reg, "IpConfig/HostName", host, sizeof(host), NULL);
-	fprintf(out, "Host name:  %s\n", host[0] ? host : ni->hostname);
-	if (strcmp(host, ni->hostname) != 0 && ni->hostname[0])
-		fprintf(out, "            (system host name %s)\n", ni->hostname);
-	fprintf(out, "Interfaces:\n");
+	shell_out(sh, "Host name:  %s\n", v->helo[0] ? v->helo : ni->hostname);
+	if (strcmp(v->helo, ni->hostname) != 0 && ni->hostname[0])
+		shell_out(sh, "            (system host name %s)\n", ni->hostname);
+	shell_out(sh, "Interfaces:\n");
 	if (ni->n_addrs == 0)
-		fprintf(out, "  none\n");
+		shell_out(sh, "  none\n");
 	for (size_t i = 0; i < ni->n_addrs; i++) {
 		const struct netinfo_addr *a = &ni->addrs[i];
-		fprintf(out, "  %-10s %s %s/%u%s\n", a->ifname, a->ipv6 ? "IPv6" : "IPv4",
-		        a->addr, a->prefix, a->up ? "" : "  (down)");
+		shell_out(sh, "  %-10s %s %s/%u%s\n", a->ifname, a->ipv6 ? "IPv6" : "IPv4",
+		          a->addr, a->prefix, a->up ? "" : "  (down)");
 	}
-	fprintf(out, "Default gateway:");
+	shell_out(sh, "Default gateway:");
 	if (ni->n_gateways == 0)
-		fprintf(out, " none");
+		shell_out(sh, " none");
 	for (size_t i = 0; i < ni->n_gateways; i++)
-		fprintf(out, "%s %s", i ? "," : "", ni->gateways[i]);
-	fprintf(out, "\nDNS servers:");
+		shell_out(sh, "%s %s", i ? "," : "", ni->gateways[i]);
+	shell_out(sh, "\nDNS servers:");
 	if (ni->n_dns == 0)
-		fprintf(out, " none");
+		shell_out(sh, " none");
 	for (size_t i = 0; i < ni->n_dns; i++)
-		fprintf(out, "%s %s", i ? "," : "", ni->dns[i]);
-	fprintf(out, "\nClock:      %s\n\n",
-	        ni->clock_synced > 0 ? "synchronised (NTP)" :
-	        ni->clock_synced == 0 ? "not synchronised (no NTP)" : "unknown");
+		shell_out(sh, "%s %s", i ? "," : "", ni->dns[i]);
+	shell_out(sh, "\nClock:      %s\n\n",
+	          ni->clock_synced > 0 ? "synchronised (NTP)" :
+	          ni->clock_synced == 0 ? "not synchronised (no NTP)" : "unknown");
 	free(ni);
-	ipc_print_email(out, reg);
+	ipc_print_email(sh, v);
+	free(v);
 	return EX_OK;
 }
 
-/* ---- reading answers ----------------------------------------------------- */
+/* ---- reading secrets ------------------------------------------------------ */
 
-/* Set by a signal while a prompt waits: the read returns EINTR and the
- * setup stops, changing nothing, with the terminal restored. */
-static volatile sig_atomic_t ipc_interrupted;
-
-static void ipc_on_signal(int sig)
+/* The exit for a read that did not give a line: 0 for SHELL_READ_OK. */
+static int ipc_read_failed(struct shell *sh, enum shell_read r)
 {
-	(void)sig;
-	ipc_interrupted = 1;
+	if (r == SHELL_READ_INTR)
+		return shell_error(sh, 130, "interrupted; nothing changed");
+	if (r == SHELL_READ_EOF)
+		return shell_error(sh, EX_NOINPUT, "input ended; nothing changed");
+	return 0;
 }
 
-struct ipc_signals {
-	struct sigaction old[4];
-};
-
-static const int ipc_sigs[4] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
-
-static void ipc_signals_catch(struct ipc_signals *s)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = ipc_on_signal;   /* no SA_RESTART: reads return EINTR */
-	sigemptyset(&sa.sa_mask);
-	ipc_interrupted = 0;
-	for (int i = 0; i < 4; i++)
-		sigaction(ipc_sigs[i], &sa, &s->old[i]);
-}
-
-static void ipc_signals_restore(struct ipc_signals *s)
-{
-	for (int i = 0; i < 4; i++)
-		sigaction(ipc_sigs[i], &s->old[i], NULL);
-}
-
-enum ipc_read { IPC_READ_OK, IPC_READ_EOF, IPC_READ_INTR, IPC_READ_LONG };
-
-/* Reads one line into buf[cap] without its CR/LF.  On a terminal straight
- * from the descriptor (no stdio copy of a password lingers); otherwise
- * through stdin, which a piped console shares.  A longer line is consumed
- * and refused (IPC_READ_LONG, buf wiped). */
-/* Set while reading a secret in the one-shot form: standard input is ours
- * alone, so it is read with read(2) a byte at a time and no copy of the
- * secret stays in stdio's buffer (a piped console shares stdin's buffer
- * with the console loop and must go through stdio). */
-static bool ipc_raw_stdin;
-
-static enum ipc_read ipc_read_line(char *buf, size_t cap)
-{
-	bool tty = isatty(STDIN_FILENO) || ipc_raw_stdin;
-	size_t n = 0;
-	bool too_long = false, any = false;
-
-	for (;;) {
-		int c;
-		if (ipc_interrupted)
-			goto intr;
-		if (tty) {
-			unsigned char ch;
-			ssize_t r = read(STDIN_FILENO, &ch, 1);
-			if (r < 0 && errno == EINTR)
-				goto intr;
-			c = r == 1 ? ch : EOF;
-		} else {
-			c = getc(stdin);
-			if (c == EOF && ferror(stdin) && errno == EINTR) {
-				clearerr(stdin);
-				goto intr;
-			}
-		}
-		if (c == EOF) {
-			if (!any) {
-				vault_wipe(buf, cap);
-				return IPC_READ_EOF;
-			}
-			break;
-		}
-		any = true;
-		if (c == '\n')
-			break;
-		if (n + 1 < cap)
-			buf[n++] = (char)c;
-		else
-			too_long = true;
-	}
-	while (n > 0 && buf[n - 1] == '\r')
-		n--;
-	buf[n] = '\0';
-	if (too_long) {
-		vault_wipe(buf, cap);
-		return IPC_READ_LONG;
-	}
-	return IPC_READ_OK;
-intr:
-	vault_wipe(buf, cap);
-	return IPC_READ_INTR;
-}
-
-/* Reads a secret with echo off when stdin is a terminal; the terminal is
- * restored before returning, whatever happened. */
-static enum ipc_read ipc_read_secret(FILE *out, const char *prompt, char *buf,
-                                     size_t cap)
-{
-	struct termios old, quiet;
-	bool restore = false;
-	enum ipc_read r;
-
-	/* Echo goes off before the prompt shows, so nothing typed once the
-	 * prompt is visible can be echoed; TCSAFLUSH drops what was typed
-	 * ahead of it (as getpass does). */
-	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0) {
-		quiet = old;
-		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
-		quiet.c_lflag |= ICANON;
-		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0)
-			restore = true;
-	}
-	fprintf(out, "%s", prompt);
-	fflush(out);
-	r = ipc_read_line(buf, cap);
-	if (restore)
-		tcsetattr(STDIN_FILENO, TCSANOW, &old);
-	if (restore || r != IPC_READ_OK)
-		fputc('\n', out);   /* the Enter the terminal did not echo */
-	fflush(out);
-	return r;
-}
-
-/* Reads a secret for --password-stdin / --oauth-token-stdin (echo off on a
- * terminal).  `opt` names the option in messages. */
+/* Reads a secret for --password-stdin / --oauth-token-stdin: one line of
+ * the shell's input, not echoed; a person at a terminal is prompted on the
+ * error stream (the output may be a file), a pipe is not.  `opt` names the
+ * option in messages. */
 static int ipc_secret_stdin(struct shell *sh, const char *opt,
                             const char *prompt, char *buf, size_t cap,
                             size_t *len)
 {
-	struct ipc_signals sigs;
-	enum ipc_read r;
-
-	ipc_signals_catch(&sigs);
-	if (isatty(STDIN_FILENO))
-		r = ipc_read_secret(shell_errout(sh), prompt, buf, cap);
-	else {
-		ipc_raw_stdin = shell_stdin_free(sh);
-		r = ipc_read_line(buf, cap);
-		ipc_raw_stdin = false;
-	}
-	ipc_signals_restore(&sigs);
+	enum shell_read r = shell_read_secret(sh, SHELL_ERR,
+	                                      shell_interactive(sh) ? prompt : NULL,
+	                                      buf, cap);
 	switch (r) {
-	case IPC_READ_OK:
+	case SHELL_READ_OK:
 		break;
-	case IPC_READ_EOF:
+	case SHELL_READ_EOF:
 		return shell_error(sh, EX_DATAERR, "%s: nothing on standard input; "
 		                   "nothing changed", opt);
-	case IPC_READ_INTR:
-		return shell_error(sh, 130, "interrupted; nothing changed");
-	case IPC_READ_LONG:
+	case SHELL_READ_INTR:
+		return ipc_read_failed(sh, r);
+	case SHELL_READ_LONG:
 		return shell_error(sh, EX_DATAERR, "%s: the secret is too long "
 		                   "(limit %zu bytes); nothing changed", opt,
 		                   cap - 1);
@@ -325,22 +195,22 @@ static void ipc_report(struct shell *sh, struct registry *reg,
 {
 	bool pw_changed = u->password != NULL || u->clear_password;
 	bool tok_changed = u->oauth_token != NULL || u->clear_oauth_token;
+	struct account_view *v;
+	int rc = 0;
 
-	char host[256], port[16];
-
-	ipc_get(reg, "Email/MailHost", host, sizeof(host), NULL);
-	ipc_get(reg, "Email/Port", port, sizeof(port), NULL);
-	shell_log(sh, "email account updated: MailHost=%s, Port=%s, SMTPS=%s, "
-	          "RequireTLS=%s, password %s%s", host[0] ? host : "(not set)", port,
-	          ipc_get_bool(reg, "Email/SMTPS") ? "on" : "off",
-	          ipc_get_bool(reg, "Email/RequireTLS") ? "on" : "off",
+	if (!(v = ipc_view(sh, reg, &rc)))
+		return;
+	shell_log(sh, "email account updated: MailHost=%s, Port=%u, SMTPS=%s, "
+	          "RequireTLS=%s, password %s%s", v->host[0] ? v->host : "(not set)",
+	          v->port, v->smtps ? "on" : "off", v->require_tls ? "on" : "off",
 	          pw_changed ? (u->password ? "changed" : "cleared") : "unchanged",
 	          tok_changed ? (u->oauth_token ? ", OAuth token changed" :
 	                         ", OAuth token cleared") : "");
-	fprintf(shell_out(sh), "Email account saved%s%s.\n",
-	        u->password ? " (password sealed)" : "",
-	        u->oauth_token ? " (OAuth token sealed)" : "");
-	ipc_print_email(shell_out(sh), reg);
+	shell_out(sh, "Email account saved%s%s.\n",
+	          u->password ? " (password sealed)" : "",
+	          u->oauth_token ? " (OAuth token sealed)" : "");
+	ipc_print_email(sh, v);
+	free(v);
 }
 
 static int ipc_save(struct shell *sh, struct registry *reg,
@@ -349,6 +219,9 @@ static int ipc_save(struct shell *sh, struct registry *reg,
 	struct dm_err e;
 	enum dm_status st;
 
+	/* A Ctrl-C that came after the last answer still stops the save. */
+	if (shell_interrupted(sh))
+		return ipc_read_failed(sh, SHELL_READ_INTR);
 	dm_err_clear(&e);
 	if ((st = account_save(reg, shell_root(sh), u, &e)))
 		return shell_error(sh, dm_status_exit(st), "%s; nothing changed",
@@ -410,22 +283,13 @@ static int ipc_script(struct shell *sh, struct registry *reg,
 
 struct ipc_setup {
 	struct shell *sh;
-	FILE *out;
+	struct account_view cur;   /* the account before the setup */
+	char prompt[REG_VALUE_MAX + 256];
 	char host[IPC_ANSWER_MAX], port[16], from[IPC_ANSWER_MAX],
 	     to[IPC_ANSWER_MAX], user[IPC_ANSWER_MAX];
 	bool smtps;
 	char pw[IPC_PASSWORD_MAX], pw2[IPC_PASSWORD_MAX];
 };
-
-/* Why a setup stopped: 0 none yet, else its exit code. */
-static int ipc_stop(struct ipc_setup *s, enum ipc_read r)
-{
-	if (r == IPC_READ_INTR)
-		return shell_error(s->sh, 130, "interrupted; nothing changed");
-	if (r == IPC_READ_EOF)
-		return shell_error(s->sh, EX_NOINPUT, "input ended; nothing changed");
-	return 0;
-}
 
 /* Asks for `key` showing `cur` as the default.  An empty answer keeps it;
  * "-" clears an optional key (out = "").  The answer is validated by the
@@ -438,27 +302,27 @@ static int ipc_ask(struct ipc_setup *s, const char *label, const char *key,
 
 	for (int t = 0; t < IPC_TRIES; t++) {
 		struct dm_err e;
-		enum ipc_read r;
+		enum shell_read r;
 
 		if (cur[0])
-			fprintf(s->out, "%s [%s]: ", label, cur);
+			snprintf(s->prompt, sizeof(s->prompt), "%s [%s]: ", label, cur);
 		else
-			fprintf(s->out, "%s%s: ", label, required ? "" : " [not set]");
-		fflush(s->out);
-		r = ipc_read_line(answer, sizeof(answer));
-		if (r == IPC_READ_LONG) {
-			fprintf(s->out, "  too long (limit %zu bytes); try again\n",
-			        sizeof(answer) - 1);
+			snprintf(s->prompt, sizeof(s->prompt), "%s%s: ", label,
+			         required ? "" : " [not set]");
+		r = shell_read_line(s->sh, SHELL_OUT, s->prompt, answer, sizeof(answer));
+		if (r == SHELL_READ_LONG) {
+			shell_out(s->sh, "  too long (limit %zu bytes); try again\n",
+			          sizeof(answer) - 1);
 			continue;
 		}
-		if (r != IPC_READ_OK)
-			return ipc_stop(s, r);
+		if (r != SHELL_READ_OK)
+			return ipc_read_failed(s->sh, r);
 		const char *a = answer;
 		while (*a == ' ' || *a == '\t')
 			a++;
 		if (!*a) {
 			if (!cur[0] && required) {
-				fprintf(s->out, "  %s is needed; try again\n", key);
+				shell_out(s->sh, "  %s is needed; try again\n", key);
 				continue;
 			}
 			snprintf(out, cap, "%s", cur);
@@ -471,7 +335,7 @@ static int ipc_ask(struct ipc_setup *s, const char *label, const char *key,
 		dm_err_clear(&e);
 		if (schema_validate(k, a, out, cap, &e) == DM_OK)
 			return 0;
-		fprintf(s->out, "  %s; try again\n", e.msg);
+		shell_out(s->sh, "  %s; try again\n", e.msg);
 	}
 	return shell_error(s->sh, EX_DATAERR, "%s: no valid answer after %d tries; "
 	                   "nothing changed", key, IPC_TRIES);
@@ -483,14 +347,15 @@ static int ipc_yes_no(struct ipc_setup *s, const char *question, bool def,
 {
 	char answer[64];
 
+	snprintf(s->prompt, sizeof(s->prompt), "%s [%s]: ", question,
+	         def ? "Y/n" : "y/N");
 	for (int t = 0; t < IPC_TRIES; t++) {
-		fprintf(s->out, "%s [%s]: ", question, def ? "Y/n" : "y/N");
-		fflush(s->out);
-		enum ipc_read r = ipc_read_line(answer, sizeof(answer));
-		if (r == IPC_READ_LONG)
+		enum shell_read r = shell_read_line(s->sh, SHELL_OUT, s->prompt,
+		                                    answer, sizeof(answer));
+		if (r == SHELL_READ_LONG)
 			continue;
-		if (r != IPC_READ_OK)
-			return ipc_stop(s, r);
+		if (r != SHELL_READ_OK)
+			return ipc_read_failed(s->sh, r);
 		if (!answer[0]) {
 			*out = def;
 			return 0;
@@ -501,38 +366,40 @@ static int ipc_yes_no(struct ipc_setup *s, const char *question, bool def,
 		}
 		if (schema_parse_bool(answer, out))
 			return 0;
-		fprintf(s->out, "  please answer y or n\n");
+		shell_out(s->sh, "  please answer y or n\n");
 	}
 	return shell_error(s->sh, EX_DATAERR, "no valid answer after %d tries; "
 	                   "nothing changed", IPC_TRIES);
 }
 
-/* Password twice, without echo.  Enter keeps the current one (*changed
+/* Password twice, not echoed.  Enter keeps the current one (*changed
  * false); a mismatch asks again, IPC_TRIES times at most. */
 static int ipc_ask_password(struct ipc_setup *s, bool have, bool *changed)
 {
 	*changed = false;
 	for (int t = 0; t < IPC_TRIES; t++) {
-		enum ipc_read r;
-		r = ipc_read_secret(s->out, have ? "Password (not shown; Enter keeps "
-		                    "the current one): " : "Password (not shown; "
-		                    "Enter for none): ", s->pw, sizeof(s->pw));
-		if (r == IPC_READ_LONG) {
-			fprintf(s->out, "  too long (limit %zu bytes); try again\n",
-			        sizeof(s->pw) - 1);
+		enum shell_read r;
+		r = shell_read_secret(s->sh, SHELL_OUT, have ? "Password (not shown; "
+		                      "Enter keeps the current one): " : "Password "
+		                      "(not shown; Enter for none): ", s->pw,
+		                      sizeof(s->pw));
+		if (r == SHELL_READ_LONG) {
+			shell_out(s->sh, "  too long (limit %zu bytes); try again\n",
+			          sizeof(s->pw) - 1);
 			continue;
 		}
-		if (r != IPC_READ_OK)
-			return ipc_stop(s, r);
+		if (r != SHELL_READ_OK)
+			return ipc_read_failed(s->sh, r);
 		if (!s->pw[0])
 			return 0;
-		r = ipc_read_secret(s->out, "Password again: ", s->pw2, sizeof(s->pw2));
-		if (r == IPC_READ_LONG) {
-			fprintf(s->out, "  the passwords do not match; try again\n");
+		r = shell_read_secret(s->sh, SHELL_OUT, "Password again: ", s->pw2,
+		                      sizeof(s->pw2));
+		if (r == SHELL_READ_LONG) {
+			shell_out(s->sh, "  the passwords do not match; try again\n");
 			continue;
 		}
-		if (r != IPC_READ_OK)
-			return ipc_stop(s, r);
+		if (r != SHELL_READ_OK)
+			return ipc_read_failed(s->sh, r);
 		if (strcmp(s->pw, s->pw2) == 0) {
 			vault_wipe(s->pw2, sizeof(s->pw2));
 			*changed = true;
@@ -540,7 +407,7 @@ static int ipc_ask_password(struct ipc_setup *s, bool have, bool *changed)
 		}
 		vault_wipe(s->pw, sizeof(s->pw));
 		vault_wipe(s->pw2, sizeof(s->pw2));
-		fprintf(s->out, "  the passwords do not match; try again\n");
+		shell_out(s->sh, "  the passwords do not match; try again\n");
 	}
 	return shell_error(s->sh, EX_DATAERR, "the passwords did not match %d "
 	                   "times; nothing changed", IPC_TRIES);
@@ -548,26 +415,25 @@ static int ipc_ask_password(struct ipc_setup *s, bool have, bool *changed)
 
 static int ipc_setup_run(struct ipc_setup *s, struct registry *reg)
 {
-	char cur[REG_VALUE_MAX];
-	bool set = false, pw_set = false, pw_changed = false;
-	bool smtps_cur = ipc_get_bool(reg, "Email/SMTPS");
+	const struct account_view *cur = &s->cur;
+	char port_cur[16];
+	bool pw_changed = false;
 	long port;
 	int rc;
 
-	s->smtps = smtps_cur;
-	fprintf(s->out, "Email account setup.  Enter keeps the value in brackets; "
-	        "'-' clears an optional one.\n");
-	ipc_get(reg, "Email/MailHost", cur, sizeof(cur), &set);
+	s->smtps = cur->smtps;
+	shell_out(s->sh, "Email account setup.  Enter keeps the value in brackets; "
+	          "'-' clears an optional one.\n");
 	if ((rc = ipc_ask(s, "Mail server (Email/MailHost)", "Email/MailHost",
-	                  set ? cur : "", true, s->host, sizeof(s->host))))
+	                  cur->host, true, s->host, sizeof(s->host))))
 		return rc;
 
-	fprintf(s->out,
+	shell_out(s->sh,
 	    "Port: 587 = submission, log in, encrypted with STARTTLS (usual choice)\n"
 	    "      465 = implicit TLS (SMTPS), encrypted from the first byte\n"
 	    "       25 = SMTP relay, STARTTLS when the server offers it\n");
-	ipc_get(reg, "Email/Port", cur, sizeof(cur), NULL);
-	if ((rc = ipc_ask(s, "Port (Email/Port)", "Email/Port", cur, true,
+	snprintf(port_cur, sizeof(port_cur), "%u", cur->port);
+	if ((rc = ipc_ask(s, "Port (Email/Port)", "Email/Port", port_cur, true,
 	                  s->port, sizeof(s->port))))
 		return rc;
 	port = strtol(s->port, NULL, 10);
@@ -583,23 +449,17 @@ static int ipc_setup_run(struct ipc_setup *s, struct registry *reg)
 		s->smtps = !off;
 	}
 
-	ipc_get(reg, "Email/FromAddress", cur, sizeof(cur), &set);
 	if ((rc = ipc_ask(s, "From address (Email/FromAddress)", "Email/FromAddress",
-	                  set ? cur : "", false, s->from, sizeof(s->from))))
+	                  cur->from, false, s->from, sizeof(s->from))))
 		return rc;
-	ipc_get(reg, "Email/ToAddress", cur, sizeof(cur), &set);
 	if ((rc = ipc_ask(s, "Default To, commas between (Email/ToAddress)",
-	                  "Email/ToAddress", set ? cur : "", false, s->to,
-	                  sizeof(s->to))))
+	                  "Email/ToAddress", cur->to, false, s->to, sizeof(s->to))))
 		return rc;
-	ipc_get(reg, "Email/Username", cur, sizeof(cur), &set);
 	if ((rc = ipc_ask(s, "Username, '-' for none (Email/Username)",
-	                  "Email/Username", set ? cur : "", false, s->user,
+	                  "Email/Username", cur->username, false, s->user,
 	                  sizeof(s->user))))
 		return rc;
-	ipc_get(reg, "Email/Password", cur, sizeof(cur), &pw_set);
-	vault_wipe(cur, sizeof(cur));
-	if ((rc = ipc_ask_password(s, pw_set, &pw_changed)))
+	if ((rc = ipc_ask_password(s, cur->password_set, &pw_changed)))
 		return rc;
 
 	/* Everything at once: one transaction, or nothing. */
@@ -609,7 +469,7 @@ static int ipc_setup_run(struct ipc_setup *s, struct registry *reg)
 		.from = s->from,
 		.to = s->to,
 		.username = s->user,
-		.smtps = s->smtps != smtps_cur ? (s->smtps ? "true" : "false") : NULL,
+		.smtps = s->smtps != cur->smtps ? (s->smtps ? "true" : "false") : NULL,
 		.password = pw_changed ? s->pw : NULL,
 		.password_len = pw_changed ? strlen(s->pw) : 0,
 	};
@@ -618,27 +478,28 @@ static int ipc_setup_run(struct ipc_setup *s, struct registry *reg)
 
 static int ipc_setup(struct shell *sh, struct registry *reg)
 {
-	struct ipc_signals sigs;
 	struct ipc_setup *s = calloc(1, sizeof(*s));
+	struct dm_err e;
+	enum dm_status st;
 	int rc;
 
 	if (!s)
 		return shell_error(sh, EX_OSERR, "out of memory");
 	s->sh = sh;
-	s->out = shell_out(sh);
-	ipc_signals_catch(&sigs);
-	rc = ipc_setup_run(s, reg);
-	ipc_signals_restore(&sigs);
+	dm_err_clear(&e);
+	if ((st = account_view(reg, &s->cur, &e)))
+		rc = shell_fail(sh, st, &e);
+	else
+		rc = ipc_setup_run(s, reg);
 	vault_wipe(s, sizeof(*s));
 	free(s);
 	if (rc == EX_OK)
-		fprintf(shell_out(sh), "Test it with: SENDMAIL -t you@example.com "
-		        "-s test -m hello\n");
+		shell_out(sh, "Test it with: SENDMAIL -t you@example.com "
+		          "-s test -m hello\n");
 	return rc;
 }
 
 /* ---- the command --------------------------------------------------------- */
-
 
 static int ipc_run(struct shell *sh, int argc, char **argv)
 {

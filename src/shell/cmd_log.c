@@ -18,21 +18,21 @@ static const struct shell_opt log_opts[] = {
 };
 
 struct log_cmd_ctx {
-	FILE *out;
+	struct shell *sh;
 	size_t count;
 };
 
 static void log_cmd_line(const char *line, void *ctx)
 {
 	struct log_cmd_ctx *c = ctx;
-	fprintf(c->out, "%s\n", line);
+	shell_out(c->sh, "%s\n", line);
 	c->count++;
 }
 
 static int log_run(struct shell *sh, int argc, char **argv)
 {
 	struct shell_opts o;
-	struct log_cmd_ctx c = { .out = shell_out(sh) };
+	struct log_cmd_ctx c = { .sh = sh };
 	struct dm_err e;
 	long n = LOG_CMD_DEFAULT;
 	enum dm_status st;
@@ -55,7 +55,7 @@ static int log_run(struct shell *sh, int argc, char **argv)
 	if ((st = log_tail(shell_root(sh), (size_t)n, log_cmd_line, &c, &e)))
 		return shell_fail(sh, st, &e);
 	if (c.count == 0)
-		fprintf(c.out, "the system log is empty\n");
+		shell_out(sh, "the system log is empty\n");
 	return EX_OK;
 }
 

@@ -57,7 +57,7 @@ static void outbox_cmd_rcpt(const struct outbox_item *it, char *out, size_t cap)
 }
 
 struct outbox_cmd_list {
-	FILE *out;
+	struct shell *sh;
 	time_t now;
 	bool failed;
 	size_t count;
@@ -70,23 +70,23 @@ static int outbox_cmd_list_row(void *ctx, const struct outbox_item *it)
 
 	if (l->count++ == 0) {
 		if (l->failed)
-			fprintf(l->out, "%-40s %-8s %-6s %s\n", "ID", "AGE", "TRIES",
+			shell_out(l->sh, "%-40s %-8s %-6s %s\n", "ID", "AGE", "TRIES",
 			        "TO");
 		else
-			fprintf(l->out, "%-40s %-8s %-6s %-10s %s\n", "ID", "AGE",
+			shell_out(l->sh, "%-40s %-8s %-6s %-10s %s\n", "ID", "AGE",
 			        "TRIES", "NEXT TRY", "TO");
 	}
 	if (it->damaged) {
-		fprintf(l->out, "%-40s damaged\n    reason: %s\n", it->id,
+		shell_out(l->sh, "%-40s damaged\n    reason: %s\n", it->id,
 		        it->last_error);
 		return 0;
 	}
 	outbox_cmd_duration(it->age, age, sizeof(age));
 	outbox_cmd_rcpt(it, rcpt, sizeof(rcpt));
 	if (l->failed) {
-		fprintf(l->out, "%-40s %-8s %-6u %s\n", it->id, age, it->attempts,
+		shell_out(l->sh, "%-40s %-8s %-6u %s\n", it->id, age, it->attempts,
 		        rcpt);
-		fprintf(l->out, "    reason: %s\n",
+		shell_out(l->sh, "    reason: %s\n",
 		        it->last_error[0] ? it->last_error : "(none recorded)");
 		return 0;
 	}
@@ -97,10 +97,10 @@ static int outbox_cmd_list_row(void *ctx, const struct outbox_item *it)
 		outbox_cmd_duration((long)(it->next_try - l->now), d, sizeof(d));
 		snprintf(next, sizeof(next), "in %s", d);
 	}
-	fprintf(l->out, "%-40s %-8s %-6u %-10s %s\n", it->id, age, it->attempts,
+	shell_out(l->sh, "%-40s %-8s %-6u %-10s %s\n", it->id, age, it->attempts,
 	        next, rcpt);
 	if (it->last_error[0])
-		fprintf(l->out, "    last error: %s\n", it->last_error);
+		shell_out(l->sh, "    last error: %s\n", it->last_error);
 	return 0;
 }
 
@@ -161,7 +161,7 @@ static int outbox_cmd_unknown(struct shell *sh, const char *id)
 static int outbox_cmd_show(struct shell *sh, struct outbox *ob, bool failed)
 {
 	struct outbox_cmd_list l = {
-		.out = shell_out(sh), .now = time(NULL), .failed = failed,
+		.sh = sh, .now = time(NULL), .failed = failed,
 	};
 	size_t other = 0;
 	struct dm_err e;
@@ -177,20 +177,20 @@ static int outbox_cmd_show(struct shell *sh, struct outbox *ob, bool failed)
 	            outbox_cmd_count_cb, &other, NULL);
 	if (failed) {
 		if (l.count == 0)
-			fprintf(l.out, "no failed messages");
+			shell_out(sh, "no failed messages");
 		else
-			fprintf(l.out, "%zu failed message%s (OUTBOX -d ID deletes one)",
+			shell_out(sh, "%zu failed message%s (OUTBOX -d ID deletes one)",
 			        l.count, l.count == 1 ? "" : "s");
-		fprintf(l.out, "; %zu queued\n", other);
+		shell_out(sh, "; %zu queued\n", other);
 	} else {
 		if (l.count == 0)
-			fprintf(l.out, "the outbox is empty");
+			shell_out(sh, "the outbox is empty");
 		else
-			fprintf(l.out, "%zu message%s queued (OUTBOX -r ID or -a "
+			shell_out(sh, "%zu message%s queued (OUTBOX -r ID or -a "
 			        "delivers now)", l.count, l.count == 1 ? "" : "s");
 		if (other)
-			fprintf(l.out, "; %zu failed (OUTBOX -f)", other);
-		fputc('\n', l.out);
+			shell_out(sh, "; %zu failed (OUTBOX -f)", other);
+		shell_out(sh, "\n");
 	}
 	return EX_OK;
 }
@@ -216,7 +216,7 @@ static int outbox_cmd_delete(struct shell *sh, struct outbox *ob, const char *id
 			    id);
 		return shell_fail(sh, st, &e);
 	}
-	fprintf(shell_out(sh), "deleted %s from the %s\n", id,
+	shell_out(sh, "deleted %s from the %s\n", id,
 	        queued ? "queue" : "failed messages");
 	return EX_OK;
 }
@@ -224,7 +224,7 @@ static int outbox_cmd_delete(struct shell *sh, struct outbox *ob, const char *id
 /* ---- delivery (-r, -a) ----------------------------------------------------- */
 
 struct outbox_cmd_run {
-	FILE *out;
+	struct shell *sh;
 	size_t reports;
 	int exit_code;     /* of the first message not delivered, else 0 */
 };
@@ -233,10 +233,10 @@ static void outbox_cmd_transcript(void *ctx, enum smtp_dir dir,
                                   const char *line)
 {
 	struct outbox_cmd_run *r = ctx;
-	fprintf(r->out, "%s %s\n",
+	shell_out(r->sh, "%s %s\n",
 	        dir == SMTP_DIR_CLIENT ? ">>" : dir == SMTP_DIR_SERVER ? "<<" : "--",
 	        line);
-	fflush(r->out);
+	shell_flush(r->sh);
 }
 
 static void outbox_cmd_report(void *ctx, const struct submit_report *rep)
@@ -244,10 +244,10 @@ static void outbox_cmd_report(void *ctx, const struct submit_report *rep)
 	struct outbox_cmd_run *r = ctx;
 	r->reports++;
 	if (rep->outcome == SUBMIT_SENT)
-		fprintf(r->out, "%s: %s\n", rep->id, rep->line);
+		shell_out(r->sh, "%s: %s\n", rep->id, rep->line);
 	else
-		fprintf(r->out, "%s\n", rep->line);
-	fflush(r->out);
+		shell_out(r->sh, "%s\n", rep->line);
+	shell_flush(r->sh);
 	if (rep->exit_code && !r->exit_code)
 		r->exit_code = rep->exit_code;
 }
@@ -262,7 +262,7 @@ static int outbox_cmd_fail_submit(struct shell *sh, enum dm_status st,
 static int outbox_cmd_retry(struct shell *sh, struct registry *reg,
                             struct outbox *ob, const char *id, bool verbose)
 {
-	struct outbox_cmd_run run = { .out = shell_out(sh) };
+	struct outbox_cmd_run run = { .sh = sh };
 	struct submit_hooks h = {
 		.report = outbox_cmd_report, .report_ctx = &run,
 		.transcript = verbose ? outbox_cmd_transcript : NULL,
@@ -299,7 +299,7 @@ static int outbox_cmd_retry(struct shell *sh, struct registry *reg,
 static int outbox_cmd_retry_all(struct shell *sh, struct registry *reg,
                                 struct outbox *ob, bool verbose)
 {
-	struct outbox_cmd_run run = { .out = shell_out(sh) };
+	struct outbox_cmd_run run = { .sh = sh };
 	struct submit_hooks h = {
 		.report = outbox_cmd_report, .report_ctx = &run,
 		.transcript = verbose ? outbox_cmd_transcript : NULL,
@@ -315,7 +315,7 @@ static int outbox_cmd_retry_all(struct shell *sh, struct registry *reg,
 	if ((st = outbox_list(ob, OUTBOX_QUEUE, outbox_cmd_count_cb, &queued, &e)))
 		return shell_fail(sh, st, &e);
 	if (queued == 0) {
-		fprintf(run.out, "the outbox is empty: nothing to deliver\n");
+		shell_out(sh, "the outbox is empty: nothing to deliver\n");
 		return EX_OK;
 	}
 	dm_err_clear(&e);
@@ -325,12 +325,12 @@ static int outbox_cmd_retry_all(struct shell *sh, struct registry *reg,
 	st = submit_deliver_due(shell_root(sh), reg, &h, &stats, &e);
 	if (st != DM_OK && run.reports == 0)
 		return outbox_cmd_fail_submit(sh, st, &e);
-	fprintf(run.out, "%u sent, %u deferred, %u failed", stats.sent,
+	shell_out(sh, "%u sent, %u deferred, %u failed", stats.sent,
 	        stats.deferred, stats.failed);
 	if (stats.busy)
-		fprintf(run.out, ", %u skipped (being delivered by another process)",
+		shell_out(sh, ", %u skipped (being delivered by another process)",
 		        stats.busy);
-	fputc('\n', run.out);
+	shell_out(sh, "\n");
 	if (st != DM_OK)
 		return outbox_cmd_fail_submit(sh, st, &e);
 	return run.exit_code;

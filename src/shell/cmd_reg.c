@@ -2,6 +2,7 @@
 #include "shell/shell.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,32 +22,36 @@ static const struct shell_opt reg_opts[] = {
 };
 
 struct reg_walk {
-	FILE *out;
+	struct shell *sh;
 	bool all;
 	size_t count;
 };
 
 /* One "KEY = VALUE" line.  Sealed values are never shown, set or not. */
-static void reg_print(FILE *out, const char *key, const char *value,
+static void reg_print(struct shell *sh, const char *key, const char *value,
                       bool is_set, const struct schema_key *k, bool detail)
 {
 	bool sealed = k && k->type == SCHEMA_SEALED;
 	const char *shown = sealed ? (is_set ? "<sealed>" : "") : value;
 
-	fprintf(out, "%s = %s", key, shown);
-	if (!k)
-		fprintf(out, "   [unknown key]");
-	else if (detail && !is_set)
-		fprintf(out, "   [%s]", value[0] ? "default" : "not set");
-	else if (detail && is_set)
-		fprintf(out, "   [set; default %s]", k->def ? k->def : "none");
-	fputc('\n', out);
+	const char *note = "";
+	char buf[160];
+
+	if (!k) {
+		note = "   [unknown key]";
+	} else if (detail && !is_set) {
+		note = value[0] ? "   [default]" : "   [not set]";
+	} else if (detail && is_set) {
+		snprintf(buf, sizeof(buf), "   [set; default %s]", k->def ? k->def : "none");
+		note = buf;
+	}
+	shell_out(sh, "%s = %s%s\n", key, shown, note);
 }
 
 static int reg_walk_print(const struct registry_entry *e, void *ctx)
 {
 	struct reg_walk *w = ctx;
-	reg_print(w->out, e->key, e->value, e->is_set, e->schema, w->all);
+	reg_print(w->sh, e->key, e->value, e->is_set, e->schema, w->all);
 	w->count++;
 	return 0;
 }
@@ -54,7 +59,7 @@ static int reg_walk_print(const struct registry_entry *e, void *ctx)
 static int reg_list(struct shell *sh, struct registry *reg, const char *section,
                     bool all)
 {
-	struct reg_walk w = { .out = shell_out(sh), .all = all };
+	struct reg_walk w = { .sh = sh, .all = all };
 	struct dm_err e;
 	enum dm_status st;
 
@@ -62,11 +67,11 @@ static int reg_list(struct shell *sh, struct registry *reg, const char *section,
 	if ((st = registry_list(reg, section, all, reg_walk_print, &w, &e)))
 		return shell_fail(sh, st, &e);
 	if (w.count == 0 && section)
-		fprintf(shell_out(sh), "no keys %s in section %s%s\n",
+		shell_out(sh, "no keys %s in section %s%s\n",
 		        all ? "known or set" : "set", section,
 		        all ? "" : " (REG -a lists every key)");
 	else if (w.count == 0)
-		fprintf(shell_out(sh), "no keys set (REG -a lists every key)\n");
+		shell_out(sh, "no keys set (REG -a lists every key)\n");
 	return EX_OK;
 }
 
@@ -90,7 +95,7 @@ static int reg_show(struct shell *sh, struct registry *reg, const char *key)
 	if (!k && !is_set)
 		return shell_error(sh, EX_DATAERR,
 		    "%s: unknown key, not set (REG -a lists the known keys)", key);
-	reg_print(shell_out(sh), reg_canon(key, k), value, is_set, k, true);
+	reg_print(sh, reg_canon(key, k), value, is_set, k, true);
 	return EX_OK;
 }
 
@@ -107,10 +112,10 @@ static int reg_delete(struct shell *sh, struct registry *reg, const char *key)
 	shell_log(sh, "%s deleted", reg_canon(key, k));
 	if (k && k->type != SCHEMA_SEALED && k->def &&
 	    registry_get(reg, key, value, sizeof(value), NULL, NULL) == DM_OK)
-		fprintf(shell_out(sh), "%s deleted (reads as its default, %s)\n",
+		shell_out(sh, "%s deleted (reads as its default, %s)\n",
 		        k->name, value);
 	else
-		fprintf(shell_out(sh), "%s deleted\n", reg_canon(key, k));
+		shell_out(sh, "%s deleted\n", reg_canon(key, k));
 	return EX_OK;
 }
 
@@ -136,7 +141,7 @@ static int reg_set(struct shell *sh, struct registry *reg, const char *key,
 	if ((st = registry_get(reg, key, stored, sizeof(stored), NULL, &e)))
 		return shell_fail(sh, st, &e);
 	shell_log(sh, "%s set to '%s'", reg_canon(key, k), stored);
-	fprintf(shell_out(sh), "%s = %s%s\n", reg_canon(key, k), stored,
+	shell_out(sh, "%s = %s%s\n", reg_canon(key, k), stored,
 	        unknown ? "   [unknown key, stored as text]" : "");
 	return EX_OK;
 }
@@ -150,7 +155,7 @@ static int reg_export(struct shell *sh, struct registry *reg, const char *path)
 	if ((st = registry_export(reg, path, &e)))
 		return shell_fail(sh, st, &e);
 	shell_log(sh, "registry exported to %s", path);
-	fprintf(shell_out(sh), "registry exported to %s\n", path);
+	shell_out(sh, "registry exported to %s\n", path);
 	return EX_OK;
 }
 
@@ -165,7 +170,7 @@ static int reg_import(struct shell *sh, struct registry *reg, const char *path)
 	if ((st = registry_import(reg, path, &e)))
 		return shell_fail(sh, st, &e);
 	shell_log(sh, "registry imported from %s", path);
-	fprintf(shell_out(sh), "registry imported from %s\n", path);
+	shell_out(sh, "registry imported from %s\n", path);
 	return EX_OK;
 }
 

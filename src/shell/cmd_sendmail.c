@@ -1,7 +1,8 @@
 /* cmd_sendmail.c - SENDMAIL: build a message, queue it, send it now.
  * The work lives in mail/submit.c (shared with devmail-sendmail, OUTBOX,
  * the daemon and the web page); this file parses options, reads the body
- * from stdin when asked, and shows the transcript, progress and result. */
+ * from the shell's input when asked, and shows the transcript, progress and
+ * result. */
 #include "shell/shell.h"
 
 #include <errno.h>
@@ -160,9 +161,10 @@ static int sendmail_parse(struct shell *sh, int argc, char **argv,
 	return 0;
 }
 
-/* Copies stdin into an unlinked temporary file (memory does not grow with
- * the body) and returns its fd, or -1 with an exit code in *rc. */
-static int sendmail_stdin_body(struct shell *sh, int *rc)
+/* Copies the shell's input (standard input in the one-shot form) into an
+ * unlinked temporary file (memory does not grow with the body) and returns
+ * its fd, or -1 with an exit code in *rc. */
+static int sendmail_input_body(struct shell *sh, int *rc)
 {
 	const char *dir = getenv("TMPDIR");
 	char path[4096];
@@ -178,9 +180,7 @@ static int sendmail_stdin_body(struct shell *sh, int *rc)
 	}
 	unlink(path);
 	for (;;) {
-		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
+		ssize_t n = shell_read_data(sh, buf, sizeof(buf));
 		if (n < 0) {
 			*rc = shell_error(sh, EX_IOERR, "reading the body from stdin: %s",
 			                  strerror(errno));
@@ -210,8 +210,8 @@ static int sendmail_stdin_body(struct shell *sh, int *rc)
 /* ---- live output --------------------------------------------------------- */
 
 struct sendmail_view {
-	FILE *err;
-	bool bar;            /* stderr is a terminal */
+	struct shell *sh;
+	bool bar;            /* the error stream is a terminal */
 	bool bar_shown;
 	int last_pct;
 };
@@ -222,11 +222,11 @@ static void sendmail_transcript(void *ctx, enum smtp_dir dir, const char *line)
 	const char *tag = dir == SMTP_DIR_CLIENT ? "C: "
 	                : dir == SMTP_DIR_SERVER ? "S: " : "* ";
 	if (v->bar_shown) {
-		fputc('\n', v->err);
+		shell_err(v->sh, "\n");
 		v->bar_shown = false;
 	}
-	fprintf(v->err, "%s%s\n", tag, line);
-	fflush(v->err);
+	shell_err(v->sh, "%s%s\n", tag, line);
+	shell_flush(v->sh);
 }
 
 static void sendmail_progress(void *ctx, const char *id, uint64_t sent,
@@ -245,14 +245,14 @@ static void sendmail_progress(void *ctx, const char *id, uint64_t sent,
 	for (int i = 0; i < 30; i++)
 		bar[i] = i < fill ? '#' : ' ';
 	bar[30] = '\0';
-	fprintf(v->err, "\r[%s] %3d%% %.1f/%.1f MiB", bar, pct,
-	        (double)sent / 1048576.0, (double)total / 1048576.0);
+	shell_err(v->sh, "\r[%s] %3d%% %.1f/%.1f MiB", bar, pct,
+	          (double)sent / 1048576.0, (double)total / 1048576.0);
 	v->bar_shown = true;
 	if (sent >= total) {
-		fputc('\n', v->err);
+		shell_err(v->sh, "\n");
 		v->bar_shown = false;
 	}
-	fflush(v->err);
+	shell_flush(v->sh);
 }
 
 /* ---- the command ------------------------------------------------------- */
@@ -289,11 +289,13 @@ static int sendmail_run(struct shell *sh, int argc, char **argv)
 		spec.body_len = strlen(a.text);
 	} else if (a.file) {
 		spec.body_path = a.file;
-	} else if (!shell_stdin_free(sh)) {
+	} else if (!shell_input_free(sh)) {
 		return shell_error(sh, EX_USAGE, "give the body with -m TEXT or -F FILE: "
 		                   "in the console, standard input carries the commands");
-	} else if (!isatty(STDIN_FILENO)) {
-		if ((body_fd = sendmail_stdin_body(sh, &rc)) < 0)
+	} else if (!shell_interactive(sh)) {
+		/* A pipe or a file: the body.  A person at a terminal is not
+		 * asked to type one (the message goes out with an empty body). */
+		if ((body_fd = sendmail_input_body(sh, &rc)) < 0)
 			return rc;
 		snprintf(body_path, sizeof(body_path), "/proc/self/fd/%d", body_fd);
 		spec.body_path = body_path;
@@ -308,13 +310,13 @@ static int sendmail_run(struct shell *sh, int argc, char **argv)
 		return shell_error(sh, submit_status_exit(st), "%s",
 		                   e.msg[0] ? e.msg : dm_status_str(st));
 	if (a.queue_only) {
-		fprintf(shell_out(sh), "Queued %s\n", id);
+		shell_out(sh, "Queued %s\n", id);
 		return EX_OK;
 	}
 
 	struct sendmail_view view = {
-		.err = shell_errout(sh),
-		.bar = isatty(fileno(shell_errout(sh))),
+		.sh = sh,
+		.bar = shell_width(sh, SHELL_ERR) > 0,
 		.last_pct = -1,
 	};
 	struct submit_hooks hooks = {
@@ -334,7 +336,7 @@ static int sendmail_run(struct shell *sh, int argc, char **argv)
 		    e.msg[0] ? e.msg : dm_status_str(st));
 	}
 	if (rep.outcome == SUBMIT_SENT) {
-		fprintf(shell_out(sh), "%s\n", rep.line);
+		shell_out(sh, "%s\n", rep.line);
 		return EX_OK;
 	}
 	return shell_error(sh, rep.exit_code, "%s", rep.line);

@@ -1,10 +1,12 @@
-/* console.c - the interactive loop: libedit on a terminal, plain lines when
- * commands are piped in. */
+/* console.c - the local console's loop: libedit on a terminal, plain lines
+ * when commands are piped in.  It owns standard input while it runs; the
+ * commands it runs read and write through the shell's io (io_std.c in
+ * SHELL_IO_STD_CONSOLE mode), never through the streams themselves. */
 #include "shell/shell.h"
 
 #include <fcntl.h>
 #include <histedit.h>
-#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -30,15 +32,6 @@ const char *shell_prompt(struct shell *sh, char *buf, size_t cap)
 	}
 	snprintf(buf, cap, "%s /> ", host);
 	return buf;
-}
-
-/* Ctrl-C abandons the line being typed instead of ending the console. */
-static volatile sig_atomic_t console_interrupted;
-
-static void console_on_sigint(int sig)
-{
-	(void)sig;
-	console_interrupted = 1;
 }
 
 struct console {
@@ -122,29 +115,27 @@ static int console_tty(struct shell *sh)
 	el_set(el, EL_BIND, "^C", "dm-abandon", NULL);
 	el_set(el, EL_SETTY, "-d", "-isig", NULL);
 
-	/* No SA_RESTART: the read inside el_gets() returns EINTR. */
-	struct sigaction sa, old_sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = console_on_sigint;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_sa);
-
-	fprintf(shell_out(sh), "devmail console: HELP lists the commands, EXIT leaves.\n");
-	fflush(shell_out(sh));
+	/* SIGINT is caught for the session by the io (io_std.c, console mode
+	 * on a terminal): a signal that reaches el_gets() makes its read
+	 * return EINTR, and shell_interrupted() says so. */
+	shell_out(sh, "devmail console: HELP lists the commands, EXIT leaves.\n");
+	shell_flush(sh);
 	while (!shell_exit_requested(sh)) {
 		int count = 0;
 		shell_prompt(sh, c.prompt, sizeof(c.prompt));
-		console_interrupted = 0;
+		shell_clear_interrupt(sh);
 		c.abandoned = false;
 		const char *line = el_gets(el, &count);
-		if (c.abandoned || console_interrupted) {
+		if (c.abandoned || shell_interrupted(sh)) {
 			/* Drop what was typed; a fresh prompt follows. */
 			el_reset(el);
-			fputc('\n', shell_out(sh));
+			shell_out(sh, "\n");
+			shell_flush(sh);
 			continue;
 		}
 		if (!line || count <= 0) {
-			fputc('\n', shell_out(sh));
+			shell_out(sh, "\n");
+			shell_flush(sh);
 			break;
 		}
 		const char *p = line;
@@ -161,7 +152,6 @@ static int console_tty(struct shell *sh)
 	}
 	el_end(el);
 	history_end(hist);
-	sigaction(SIGINT, &old_sa, NULL);
 	return EX_OK;
 }
 

@@ -1,7 +1,10 @@
-/* shell.c - console context, command table, dispatcher, shared option parser. */
+/* shell.c - console context, command table, dispatcher, the wrappers over
+ * the shell_io, shared option parser. */
 #include "shell/shell.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,10 +17,8 @@
 
 struct shell {
 	char root[DM_PATH_MAX];
-	FILE *out;
-	FILE *err;
-	bool interactive;
-	bool console;          /* shell_console() owns stdin */
+	const struct shell_io *io;   /* borrowed */
+	bool console;          /* the io's input carries a session's commands */
 	bool exit_requested;
 	struct registry *reg;                 /* lazily opened */
 	const struct shell_command *current;  /* the running command, or NULL */
@@ -88,13 +89,13 @@ enum dm_status shell_new(const struct shell_settings *s, struct shell **out,
 	*out = NULL;
 	if (!s->root || !*s->root || strlen(s->root) >= sizeof(sh->root))
 		return dm_err_set(err, DM_EINVAL, "bad data root");
+	if (!s->io || !s->io->ops || !s->io->ops->write)
+		return dm_err_set(err, DM_EINVAL, "no shell_io to read and write");
 	sh = calloc(1, sizeof(*sh));
 	if (!sh)
 		return dm_err_set(err, DM_ENOMEM, "out of memory");
 	memcpy(sh->root, s->root, strlen(s->root) + 1);
-	sh->out = s->out ? s->out : stdout;
-	sh->err = s->err ? s->err : stderr;
-	sh->interactive = s->interactive;
+	sh->io = s->io;
 	*out = sh;
 	return DM_OK;
 }
@@ -108,19 +109,137 @@ void shell_free(struct shell *sh)
 	free(sh);
 }
 
-void shell_set_streams(struct shell *sh, FILE *out, FILE *err)
+void shell_set_io(struct shell *sh, const struct shell_io *io)
 {
-	sh->out = out;
-	sh->err = err;
+	sh->io = io;
 }
 
+const struct shell_io *shell_io(const struct shell *sh) { return sh->io; }
 const char *shell_root(const struct shell *sh) { return sh->root; }
-FILE *shell_out(const struct shell *sh) { return sh->out; }
-FILE *shell_errout(const struct shell *sh) { return sh->err; }
-bool shell_interactive(const struct shell *sh) { return sh->interactive; }
-bool shell_stdin_free(const struct shell *sh) { return !sh->console; }
+bool shell_input_free(const struct shell *sh) { return !sh->console; }
 void shell_set_console(struct shell *sh) { sh->console = true; }
 bool shell_exit_requested(const struct shell *sh) { return sh->exit_requested; }
+
+/* ---- the io ---------------------------------------------------------------- */
+
+int shell_write(struct shell *sh, enum shell_stream s, const char *p, size_t n)
+{
+	return sh->io->ops->write(sh->io->ctx, s, p, n);
+}
+
+void shell_flush(struct shell *sh)
+{
+	if (sh->io->ops->flush)
+		sh->io->ops->flush(sh->io->ctx);
+}
+
+/* Formats into a stack buffer (a heap one for long text) and writes it in
+ * one call, so a session's transport sees whole lines. */
+__attribute__((format(printf, 3, 0)))
+static int shell_vwrite(struct shell *sh, enum shell_stream s, const char *fmt,
+                        va_list ap)
+{
+	char small[1024];
+	va_list ap2;
+	int rc;
+
+	va_copy(ap2, ap);
+	int n = vsnprintf(small, sizeof(small), fmt, ap);
+	if (n < 0) {
+		va_end(ap2);
+		return EINVAL;
+	}
+	if ((size_t)n < sizeof(small)) {
+		va_end(ap2);
+		return shell_write(sh, s, small, (size_t)n);
+	}
+	char *big = malloc((size_t)n + 1);
+	if (!big) {
+		va_end(ap2);
+		return ENOMEM;
+	}
+	vsnprintf(big, (size_t)n + 1, fmt, ap2);
+	va_end(ap2);
+	rc = shell_write(sh, s, big, (size_t)n);
+	free(big);
+	return rc;
+}
+
+int shell_out(struct shell *sh, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = shell_vwrite(sh, SHELL_OUT, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int shell_err(struct shell *sh, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = shell_vwrite(sh, SHELL_ERR, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+enum shell_read shell_read_line(struct shell *sh, enum shell_stream ps,
+                                const char *prompt, char *buf, size_t cap)
+{
+	if (cap == 0)
+		return SHELL_READ_LONG;
+	shell_flush(sh);
+	if (!sh->io->ops->read_line) {
+		vault_wipe(buf, cap);
+		return SHELL_READ_EOF;
+	}
+	return sh->io->ops->read_line(sh->io->ctx, ps, prompt, buf, cap);
+}
+
+enum shell_read shell_read_secret(struct shell *sh, enum shell_stream ps,
+                                  const char *prompt, char *buf, size_t cap)
+{
+	if (cap == 0)
+		return SHELL_READ_LONG;
+	shell_flush(sh);
+	if (!sh->io->ops->read_secret) {
+		vault_wipe(buf, cap);
+		return SHELL_READ_EOF;
+	}
+	return sh->io->ops->read_secret(sh->io->ctx, ps, prompt, buf, cap);
+}
+
+ssize_t shell_read_data(struct shell *sh, void *buf, size_t cap)
+{
+	if (!shell_input_free(sh)) {
+		errno = EBUSY;
+		return -1;
+	}
+	if (!sh->io->ops->read_data)
+		return 0;
+	return sh->io->ops->read_data(sh->io->ctx, buf, cap);
+}
+
+bool shell_interactive(const struct shell *sh)
+{
+	return sh->io->ops->interactive && sh->io->ops->interactive(sh->io->ctx);
+}
+
+int shell_width(const struct shell *sh, enum shell_stream s)
+{
+	return sh->io->ops->width ? sh->io->ops->width(sh->io->ctx, s) : 0;
+}
+
+bool shell_interrupted(const struct shell *sh)
+{
+	return sh->io->ops->interrupted && sh->io->ops->interrupted(sh->io->ctx);
+}
+
+void shell_clear_interrupt(struct shell *sh)
+{
+	if (sh->io->ops->reset)
+		sh->io->ops->reset(sh->io->ctx);
+}
 
 enum dm_status shell_registry(struct shell *sh, struct registry **out,
                               struct dm_err *err)
@@ -144,14 +263,17 @@ static const char *shell_current_name(const struct shell *sh)
 
 int shell_error(struct shell *sh, int code, const char *fmt, ...)
 {
+	char *msg = NULL;
 	va_list ap;
 
-	fprintf(sh->err, "%s: ", shell_current_name(sh));
+	/* One write per message: "NAME: text\n". */
 	va_start(ap, fmt);
-	vfprintf(sh->err, fmt, ap);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
 	va_end(ap);
-	fputc('\n', sh->err);
-	fflush(sh->err);
+	shell_err(sh, "%s: %s\n", shell_current_name(sh), msg ? msg : "out of memory");
+	free(msg);
+	shell_flush(sh);
 	return code;
 }
 
@@ -164,9 +286,9 @@ int shell_fail(struct shell *sh, enum dm_status st, const struct dm_err *err)
 int shell_usage(struct shell *sh)
 {
 	const char *usage = sh->current ? sh->current->usage : "devmail [--root DIR] [COMMAND ARGS...]";
-	fprintf(sh->err, "%s: usage: %s (HELP %s for more)\n", shell_current_name(sh),
-	        usage, shell_current_name(sh));
-	fflush(sh->err);
+	shell_err(sh, "%s: usage: %s (HELP %s for more)\n", shell_current_name(sh),
+	          usage, shell_current_name(sh));
+	shell_flush(sh);
 	return EX_USAGE;
 }
 
@@ -186,8 +308,8 @@ void shell_log(struct shell *sh, const char *fmt, ...)
 	    registry_get_int(reg, "Log/MaxSize", &max_size, NULL) != DM_OK)
 		max_size = 0;   /* not declared or unreadable: the log's default */
 	if (log_write(sh->root, max_size, &e, "%s: %s", shell_current_name(sh), text))
-		fprintf(sh->err, "%s: warning: cannot write the system log: %s\n",
-		        shell_current_name(sh), e.msg[0] ? e.msg : "I/O error");
+		shell_err(sh, "%s: warning: cannot write the system log: %s\n",
+		          shell_current_name(sh), e.msg[0] ? e.msg : "I/O error");
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
@@ -199,8 +321,9 @@ static int shell_dispatch(struct shell *sh, const struct shell_command *cmd,
 	sh->current = cmd;
 	int rc = cmd->run(sh, tl->argc, tl->argv);
 	sh->current = saved;
-	fflush(sh->out);
-	fflush(sh->err);
+	shell_flush(sh);
+	/* An interrupt belongs to the command it stopped. */
+	shell_clear_interrupt(sh);
 	return rc;
 }
 

@@ -16,17 +16,25 @@
  *   2. add `extern const struct shell_command shell_cmd_NAME;` below and
  *      `&shell_cmd_NAME,` to the table in shell.c.
  * The handler gets the words of the line (argv[0] is the command name as
- * typed); it parses options with shell_opts_parse(), writes results to
+ * typed); it parses options with shell_opts_parse(), writes results with
  * shell_out() and errors with shell_error() ("NAME: message" on the error
  * stream).  Commands stay thin: shared work lives in the library.
+ *
+ * Every byte a command reads or writes goes through the struct shell_io
+ * (shell/io.h) its caller gave the shell, through the wrappers below: a
+ * command never touches a descriptor, a stdio stream, termios or a signal
+ * handler, so the same command runs on a terminal, in a pipe, in memory
+ * and in a Telnet session (tests/build/test_cmd_io.sh checks it).
  */
 #ifndef DEVMAIL_SHELL_SHELL_H
 #define DEVMAIL_SHELL_SHELL_H
 
 #include <stdbool.h>
-#include <stdio.h>
+#include <stddef.h>
+#include <sys/types.h>
 #include "core/err.h"
 #include "core/registry.h"
+#include "shell/io.h"
 #include "shell/tokenizer.h"
 
 struct shell;
@@ -59,30 +67,69 @@ extern const struct shell_command shell_cmd_exit;
 extern const struct shell_command shell_cmd_quit;
 
 struct shell_settings {
-	const char *root;     /* data root (paths_root()); copied */
-	FILE *out;            /* results; not closed by the shell */
-	FILE *err;            /* diagnostics; not closed by the shell */
-	bool interactive;     /* a person at a console (affects hints only) */
+	const char *root;           /* data root (paths_root()); copied */
+	const struct shell_io *io;  /* where commands read and write; borrowed,
+	                             * it must outlive the shell (or its
+	                             * replacement by shell_set_io()) */
 };
 
 /* Creates a shell.  Nothing is opened until a command needs it.
- * *out is released with shell_free().  Errors: DM_ENOMEM, DM_EINVAL. */
+ * *out is released with shell_free().  Errors: DM_ENOMEM, DM_EINVAL (no
+ * root, or no io with a write operation). */
 enum dm_status shell_new(const struct shell_settings *s, struct shell **out,
                          struct dm_err *err);
-/* Closes the registry if it was opened and frees sh (NULL allowed). */
+/* Closes the registry if it was opened and frees sh (NULL allowed); the io
+ * is the caller's. */
 void shell_free(struct shell *sh);
 
-/* Replaces the output streams (a console server gives each session its own). */
-void shell_set_streams(struct shell *sh, FILE *out, FILE *err);
+/* Replaces the io (a server gives each session its own; a test captures a
+ * command's output).  Borrowed like shell_settings.io. */
+void shell_set_io(struct shell *sh, const struct shell_io *io);
+const struct shell_io *shell_io(const struct shell *sh);
 
 const char *shell_root(const struct shell *sh);
-FILE *shell_out(const struct shell *sh);
-FILE *shell_errout(const struct shell *sh);
+
+/* ---- output (through the io) ------------------------------------------- */
+
+/* printf to the output / error stream.  Return 0 or the io's errno value
+ * (callers may ignore it, as with printf). */
+int shell_out(struct shell *sh, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int shell_err(struct shell *sh, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Writes p[n] as it is to stream s. */
+int shell_write(struct shell *sh, enum shell_stream s, const char *p, size_t n);
+/* Pushes buffered output out (the dispatcher does after each command). */
+void shell_flush(struct shell *sh);
+
+/* ---- input (through the io) -------------------------------------------- */
+
+/* One line / one secret (not echoed) after `prompt` (NULL: none) on stream
+ * ps; see struct shell_io_ops.  Output is flushed first.  Anything but
+ * SHELL_READ_OK leaves buf wiped; the caller wipes a secret after use. */
+enum shell_read shell_read_line(struct shell *sh, enum shell_stream ps,
+                                const char *prompt, char *buf, size_t cap);
+enum shell_read shell_read_secret(struct shell *sh, enum shell_stream ps,
+                                  const char *prompt, char *buf, size_t cap);
+/* Up to cap bytes of data (a message body); 0 at the end, -1 with errno.
+ * EBUSY while the input carries commands (!shell_input_free()). */
+ssize_t shell_read_data(struct shell *sh, void *buf, size_t cap);
+/* A person answers the prompts as they appear (terminal, Telnet). */
 bool shell_interactive(const struct shell *sh);
-/* False while a console session reads its commands from standard input
- * (interactive or piped): a command must not read stdin then, or it would
- * swallow the commands that follow.  True in the one-shot form. */
-bool shell_stdin_free(const struct shell *sh);
+/* Columns of the terminal showing stream s; 0 when it is not one. */
+int shell_width(const struct shell *sh, enum shell_stream s);
+/* True once the user asked to stop the running command (Ctrl-C, a
+ * termination signal); commands poll it between steps.  Cleared after
+ * every command. */
+bool shell_interrupted(const struct shell *sh);
+/* Forgets an interrupt (the io's reset()); a session loop calls it before
+ * each prompt. */
+void shell_clear_interrupt(struct shell *sh);
+/* False while a session reads its commands from the io's input (a console,
+ * interactive or piped; later Telnet): a command must not read data from
+ * it then, or it would swallow the commands that follow (answers and
+ * secrets, one line each, are fine).  True in the one-shot form. */
+bool shell_input_free(const struct shell *sh);
 /* True once EXIT or QUIT ran. */
 bool shell_exit_requested(const struct shell *sh);
 
@@ -116,8 +163,10 @@ void shell_log(struct shell *sh, const char *fmt, ...)
  * host name, written into buf[cap]; returns buf. */
 const char *shell_prompt(struct shell *sh, char *buf, size_t cap);
 
-/* Reads and runs lines from stdin until EXIT/QUIT or end of input.  On a
- * terminal: libedit line editing, the prompt, history kept in
+/* The local console: reads and runs lines from the process's standard
+ * input until EXIT/QUIT or end of input.  The shell's io must be the
+ * standard streams in SHELL_IO_STD_CONSOLE mode (bin/devmail.c makes it).
+ * On a terminal: libedit line editing, the prompt, history kept in
  * root/console_history (0600); returns 0.  Otherwise lines are read plainly
  * without a prompt (scripts pipe commands in) and the status of the last
  * command is returned (0 after EXIT/QUIT). */
@@ -130,7 +179,9 @@ bool shell_line_has_secret(const char *line);
 /* The word test used by shell_line_has_secret() (commands refuse such words). */
 bool shell_word_is_secret(const char *word);
 
-/* Marks stdin as owned by the console loop (shell_console() calls it). */
+/* Marks the io's input as carrying a session's commands, so that
+ * shell_input_free() is false (shell_console() calls it; so does any other
+ * session loop before its first line). */
 void shell_set_console(struct shell *sh);
 
 /* ---- option parsing shared by commands --------------------------------- */

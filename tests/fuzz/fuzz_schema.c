@@ -12,7 +12,7 @@
  *     (the canonical form is a fixed point);
  *   - SCHEMA_SEALED keys always refuse with DM_EPERM;
  *   - error messages are one line; a small output buffer never overflows;
- *   - schema_escape() output has no control characters and fits its cap;
+ *   - text_escape() output has no control characters and fits its cap;
  *   - schema_find() of a name returns a key whose name matches it.
  */
 #include "fuzz_util.h"
@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "core/schema.h"
+#include "core/text.h"
 
 static bool fuzz_has_ctl(const char *s)
 {
@@ -86,9 +87,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	char esc[96];
 	size_t ecap = 4 + data[1] % 92;
-	const char *e = schema_escape(value, esc, ecap);
+	const char *e = text_escape(value, esc, ecap);
 	FUZZ_CHECK(e == esc && strnlen(esc, ecap) < ecap && !fuzz_has_ctl(esc),
-	           "schema_escape into %zu", ecap);
+	           "text_escape into %zu", ecap);
 
 	const struct schema_key *f = schema_find(value);
 	if (f)

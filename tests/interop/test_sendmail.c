@@ -130,12 +130,11 @@ struct run {
 	char err[65536];
 };
 
-static void slurp(FILE *f, char *buf, size_t cap)
+/* Copies what the command wrote to stream s of a memory io into buf[cap]. */
+static void take(const struct shell_io *io, enum shell_stream s, char *buf,
+                 size_t cap)
 {
-	rewind(f);
-	size_t n = fread(buf, 1, cap - 1, f);
-	buf[n] = '\0';
-	fclose(f);
+	snprintf(buf, cap, "%s", shell_io_mem_output(io, s, NULL));
 }
 
 /* Runs SENDMAIL with the given words (NULL-terminated) in root. */
@@ -152,18 +151,19 @@ static void sendmail(struct run *r, const char *root, ...)
 	}
 	va_end(ap);
 	argv[argc] = NULL;
-	FILE *out = tmpfile(), *err = tmpfile();
-	assert_non_null(out);
-	assert_non_null(err);
-	struct shell_settings s = { .root = root, .out = out, .err = err };
+	struct shell_io *io = NULL;
+	assert_int_equal(shell_io_mem_new(&(struct shell_io_mem_settings){ 0 },
+	                                  &io, NULL), DM_OK);
+	struct shell_settings s = { .root = root, .io = io };
 	struct shell *sh = NULL;
 	struct dm_err e;
 	dm_err_clear(&e);
 	assert_int_equal(shell_new(&s, &sh, &e), DM_OK);
 	r->rc = shell_run_argv(sh, argc, argv);
 	shell_free(sh);
-	slurp(out, r->out, sizeof r->out);
-	slurp(err, r->err, sizeof r->err);
+	take(io, SHELL_OUT, r->out, sizeof r->out);
+	take(io, SHELL_ERR, r->err, sizeof r->err);
+	shell_io_mem_free(io);
 }
 
 static int count_cb(void *ctx, const struct outbox_item *it)
@@ -333,10 +333,10 @@ static void test_help_retry(void **state)
 	(void)state;
 	char root[2048];
 	new_root(root, sizeof root);
-	FILE *out = tmpfile(), *err = tmpfile();
-	assert_non_null(out);
-	assert_non_null(err);
-	struct shell_settings s = { .root = root, .out = out, .err = err };
+	struct shell_io *io = NULL;
+	assert_int_equal(shell_io_mem_new(&(struct shell_io_mem_settings){ 0 },
+	                                  &io, NULL), DM_OK);
+	struct shell_settings s = { .root = root, .io = io };
 	struct shell *sh = NULL;
 	struct dm_err e;
 	dm_err_clear(&e);
@@ -345,8 +345,9 @@ static void test_help_retry(void **state)
 	shell_free(sh);
 	struct run *r = calloc(1, sizeof *r);
 	assert_non_null(r);
-	slurp(out, r->out, sizeof r->out);
-	slurp(err, r->err, sizeof r->err);
+	take(io, SHELL_OUT, r->out, sizeof r->out);
+	take(io, SHELL_ERR, r->err, sizeof r->err);
+	shell_io_mem_free(io);
 	/* HELP may fold lines: compare with the white space squeezed */
 	char *p = r->out, *q = r->out;
 	for (bool sp = false; *p; p++) {

@@ -8,8 +8,11 @@ and IPCONFIG -E on a pseudo-terminal (pty.fork) inside the console: a bad
 answer asked again, the password typed twice without echo, a mismatch asked
 again, then the registry holds the values and a sealed password, and
 neither the system log, the console history, registry.db nor the pty output
-holds the password.  Also port 465 turning SMTPS on, and Ctrl-C at the
-password prompt: nothing written, terminal echo restored (stty -a after).
+holds the password.  Also port 465 turning SMTPS on, Ctrl-C at the
+password prompt: nothing written, terminal echo restored (stty -a after),
+and the standard-streams io in each use: a piped console (the secret is
+the next line), a one-shot command on a terminal, Ctrl-C inside a command
+of the terminal console (the console stays).
 Stdlib only; Debian's /usr/bin/python3.  Every wait has a deadline; every
 child is killed by PID at the end.  Exits non-zero on any failure.
 """
@@ -378,9 +381,67 @@ def test_token(root):
           and "OAuth token cleared" in r.stdout, r.stdout)
 
 
+def test_io_modes(root):
+    """The standard-streams io in its three uses: a piped console (the secret
+    is the next line, the command after it still runs), a one-shot command on
+    a terminal (prompt, no echo), and Ctrl-C inside a command of the terminal
+    console (the command stops, the console stays)."""
+    pw_pipe = "Piped-Console-Pw-5150"
+    r = oneshot(root, stdin="IPCONFIG --password-stdin\n" + pw_pipe +
+                "\nREG Email/Password\nEXIT\n")
+    check("piped console: the secret is the next line, then REG runs",
+          r.returncode == 0 and "Password:   set (sealed)" in r.stdout
+          and "Email/Password = <sealed>" in r.stdout, r.stdout + r.stderr)
+    check("piped console: the secret is never shown",
+          pw_pipe not in r.stdout + r.stderr, r.stdout + r.stderr)
+
+    pw_tty = "Tty-OneShot-Pw-6262"
+    p = Pty([DEVMAIL, "--root", root, "IPCONFIG", "--password-stdin"])
+    try:
+        answer(p, "Password: ", pw_tty, "one-shot on a terminal prompts")
+        check("one-shot on a terminal saves",
+              p.expect("Email account saved (password sealed)."),
+              repr(p.buf[-300:]))
+        st = p.wait_exit()
+        p.drain(1)
+        check("one-shot on a terminal: exit 0, password not echoed",
+              exited_with(st, 0) and pw_tty.encode() not in p.raw,
+              repr(p.raw[-300:]))
+    finally:
+        p.kill()
+    check("one-shot password in no file", secret_in_files(root, pw_tty) == [])
+
+    before = snapshot(root)
+    p = Pty([DEVMAIL, "--root", root])
+    try:
+        check("console prompt", p.expect(PROMPT), repr(p.buf[-300:]))
+        p.send("IPCONFIG -E\r")
+        check("-E asks in the console", p.expect("(Email/MailHost) ["),
+              repr(p.buf[-300:]))
+        p.send("half-typed.example")
+        p.send("\x03")
+        check("Ctrl-C stops -E, nothing changed",
+              p.expect("interrupted; nothing changed"), repr(p.buf[-300:]))
+        check("the console stays after a Ctrl-C in a command",
+              p.expect(PROMPT), repr(p.buf[-300:]))
+        p.send("REG Email/Port\r")
+        command_ok = p.expect("Email/Port = ") and p.expect(PROMPT)
+        check("the console runs the next command", command_ok,
+              repr(p.buf[-300:]))
+        p.send("EXIT\r")
+        st = p.wait_exit()
+        check("console exits 0 after the interrupted command",
+              exited_with(st, 0), repr(st))
+    finally:
+        p.kill()
+    check("interrupted -E in the console: registry unchanged",
+          snapshot(root) == before)
+
+
 def main():
     return run_main("ipconfig", (test_display, test_script, test_setup_pty,
-                                 test_setup_465, test_setup_interrupt, test_token))
+                                 test_setup_465, test_setup_interrupt, test_token,
+                                 test_io_modes))
 
 
 if __name__ == "__main__":

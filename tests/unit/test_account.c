@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/registry.h"
 #include "core/vault.h"
@@ -377,6 +378,159 @@ static void test_tampered_password(void **state)
 	account_clear(&a);
 }
 
+/* ---- the view ----------------------------------------------------------- */
+
+/* True when the struct's bytes hold `needle` anywhere. */
+static bool view_holds(const struct account_view *v, const char *needle)
+{
+	return memmem(v, sizeof(*v), needle, strlen(needle)) != NULL;
+}
+
+static struct account_view *view_new(void)
+{
+	struct account_view *v = malloc(sizeof(*v));
+	assert_non_null(v);
+	memset(v, 0xa5, sizeof(*v));   /* account_view() must fill it all */
+	return v;
+}
+
+static void test_view_defaults(void **state)
+{
+	struct testroot_reg *f = *state;
+	struct account_view *v = view_new();
+	struct dm_err e;
+
+	dm_err_clear(&e);
+	assert_int_equal(account_view(f->reg, v, &e), DM_OK);
+	assert_string_equal(v->host, "");
+	assert_int_equal(v->port, 25);
+	assert_false(v->smtps);
+	assert_true(v->starttls);
+	assert_false(v->require_tls);
+	assert_string_equal(v->from, "");
+	assert_string_equal(v->to, "");
+	assert_string_equal(v->username, "");
+	assert_string_equal(v->mechanism, "auto");
+	assert_false(v->password_set);
+	assert_false(v->oauth_token_set);
+	assert_true(v->verify);
+	assert_string_equal(v->cafile, "");
+	assert_string_equal(v->fingerprint, "");
+	assert_int_equal(v->timeout_s, 60);
+	assert_string_equal(v->allow_plaintext_auth, "");
+	assert_true(v->helo[0] != '\0');           /* the system host name */
+	assert_string_equal(account_view_security(v), "STARTTLS (when offered)");
+	/* No vault key was needed, and none was made. */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/vault.key", f->root);
+	assert_int_equal(access(path, F_OK), -1);
+	free(v);
+}
+
+static void test_view_after_save(void **state)
+{
+	struct testroot_reg *f = *state;
+	struct account_view *v = view_new();
+	static const char token[] = "ya29.view-token-4410";
+	static const char fp[] =
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+	save_full(f);
+	struct account_update u = { .oauth_token = token,
+	                            .oauth_token_len = strlen(token) };
+	assert_int_equal(account_save(f->reg, f->root, &u, NULL), DM_OK);
+	assert_int_equal(registry_set(f->reg, "Email/Timeout", "15", NULL, NULL), DM_OK);
+	assert_int_equal(registry_set(f->reg, "Email/VerifyCertificate", "off", NULL, NULL), DM_OK);
+	assert_int_equal(registry_set(f->reg, "Email/CAFile", "/etc/ssl/plant.pem", NULL, NULL), DM_OK);
+	assert_int_equal(registry_set(f->reg, "Email/Fingerprint", fp, NULL, NULL), DM_OK);
+	assert_int_equal(registry_set(f->reg, "Email/AllowPlaintextAuth", "relay.plant", NULL, NULL), DM_OK);
+	assert_int_equal(registry_set(f->reg, "IpConfig/HostName", "boiler-1", NULL, NULL), DM_OK);
+
+	assert_int_equal(account_view(f->reg, v, NULL), DM_OK);
+	assert_string_equal(v->host, "smtp.example.com");
+	assert_int_equal(v->port, 587);
+	assert_false(v->smtps);
+	assert_true(v->starttls);
+	assert_true(v->require_tls);
+	assert_string_equal(v->from, "Boiler Room <jnior@example.com>");
+	assert_string_equal(v->to, "ops@example.com, oncall@example.com");
+	assert_string_equal(v->username, "jnior");
+	assert_string_equal(v->mechanism, "SCRAM-SHA-256");
+	assert_true(v->password_set);
+	assert_true(v->oauth_token_set);
+	assert_false(v->verify);
+	assert_string_equal(v->cafile, "/etc/ssl/plant.pem");
+	assert_string_equal(v->fingerprint, fp);
+	assert_int_equal(v->timeout_s, 15);
+	assert_string_equal(v->allow_plaintext_auth, "relay.plant");
+	assert_string_equal(v->helo, "boiler-1");
+	/* Neither secret, nor even its sealed form, is in the view. */
+	assert_false(view_holds(v, PW));
+	assert_false(view_holds(v, token));
+	assert_false(view_holds(v, VAULT_PREFIX));
+
+	struct account_update smtps = { .smtps = "on" };
+	assert_int_equal(account_save(f->reg, f->root, &smtps, NULL), DM_OK);
+	assert_int_equal(account_view(f->reg, v, NULL), DM_OK);
+	assert_string_equal(account_view_security(v), "SMTPS (TLS from the first byte)");
+	struct account_update none = { .smtps = "off", .starttls = "off",
+	                               .clear_password = true };
+	assert_int_equal(account_save(f->reg, f->root, &none, NULL), DM_OK);
+	assert_int_equal(account_view(f->reg, v, NULL), DM_OK);
+	assert_string_equal(account_view_security(v), "none");
+	assert_false(v->password_set);
+	assert_true(v->oauth_token_set);
+	free(v);
+}
+
+/* The view never unseals: it works with the vault key gone or unreadable,
+ * where account_load() cannot. */
+static void test_view_without_vault_key(void **state)
+{
+	struct testroot_reg *f = *state;
+	struct account_view *v = view_new();
+	struct account a;
+	char path[512];
+
+	save_full(f);
+	snprintf(path, sizeof(path), "%s/vault.key", f->root);
+
+	/* Missing. */
+	assert_int_equal(unlink(path), 0);
+	assert_int_not_equal(account_load(f->reg, f->root, &a, NULL), DM_OK);
+	account_clear(&a);
+	assert_int_equal(account_view(f->reg, v, NULL), DM_OK);
+	assert_true(v->password_set);
+	assert_string_equal(v->host, "smtp.example.com");
+	assert_false(view_holds(v, PW));
+	assert_int_equal(access(path, F_OK), -1);   /* not re-created */
+
+	/* Unreadable (a directory where the key file should be: even root
+	 * cannot read it as a file). */
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_not_equal(account_load(f->reg, f->root, &a, NULL), DM_OK);
+	account_clear(&a);
+	assert_int_equal(account_view(f->reg, v, NULL), DM_OK);
+	assert_true(v->password_set);
+	assert_int_equal(v->port, 587);
+	assert_int_equal(rmdir(path), 0);
+	free(v);
+}
+
+static void test_view_bad_arguments(void **state)
+{
+	struct testroot_reg *f = *state;
+	struct account_view *v = view_new();
+	struct dm_err e;
+
+	dm_err_clear(&e);
+	assert_int_equal(account_view(NULL, v, &e), DM_EINVAL);
+	assert_true(e.msg[0] != '\0');
+	assert_int_equal(v->port, 0);                 /* zeroed on error */
+	assert_int_equal(account_view(f->reg, NULL, NULL), DM_EINVAL);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,6 +542,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_allow_plaintext_auth, fx_setup, testroot_reg_teardown),
 		cmocka_unit_test_setup_teardown(test_tampered_password, fx_setup, testroot_reg_teardown),
 		cmocka_unit_test_setup_teardown(test_oauth_token, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_view_defaults, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_view_after_save, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_view_without_vault_key, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_view_bad_arguments, fx_setup, testroot_reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/registry.h"
+#include "core/text.h"
 #include "core/vault.h"
 #include "testroot.h"
 
@@ -147,7 +148,7 @@ static void test_invalid_values_change_nothing(void **state)
 		if (registry_set(f->reg, bad_pairs[i].key, bad_pairs[i].value, NULL, &err) != DM_EINVAL)
 			fail_msg("%s='%s' accepted", bad_pairs[i].key, bad_pairs[i].value);
 		assert_non_null(strstr(err.msg, bad_pairs[i].key));
-		assert_non_null(strstr(err.msg, schema_escape(bad_pairs[i].value, esc, sizeof(esc))));
+		assert_non_null(strstr(err.msg, text_escape(bad_pairs[i].value, esc, sizeof(esc))));
 		assert_non_null(strchr(err.msg, '('));   /* the rule */
 		/* The same value inside a batch of good ones: nothing written. */
 		struct registry_pair batch[] = {

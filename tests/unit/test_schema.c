@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/schema.h"
+#include "core/text.h"
 #include "mail/address.h"
 #include "mail/sasl.h"
 
@@ -153,7 +154,7 @@ static void check_message(const struct schema_key *k, const char *value,
 {
 	char esc[96], rule[160], quoted[128];
 
-	schema_escape(value, esc, sizeof(esc));
+	text_escape(value, esc, sizeof(esc));
 	snprintf(quoted, sizeof(quoted), "'%s'", esc);
 	schema_type_str(k, rule, sizeof(rule));
 	if (!strstr(err->msg, k->name) || !strstr(err->msg, quoted) ||

@@ -1,5 +1,8 @@
 /* test_shell.c - commands run through the dispatcher against a real registry
- * in a temporary data root; output captured with open_memstream. */
+ * in a temporary data root, reading and writing through a memory shell_io
+ * (shell/io.h): output captured, input (answers, secrets, a message body)
+ * from a buffer.  The IPCONFIG, SENDMAIL and interrupt cases prove the seam
+ * is real: no terminal, no stdin, no signal is involved. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,16 +14,20 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <errno.h>
+
 #include "core/log.h"
 #include "core/paths.h"
 #include "core/registry.h"
 #include "core/vault.h"
+#include "shell/io.h"
 #include "shell/shell.h"
 #include "testroot.h"
 
 struct fx {
 	char root[256];
 	struct shell *sh;
+	struct shell_io *io;   /* memory, no input: the default for run() */
 	char *out;      /* output of the last run */
 	char *err;
 };
@@ -30,7 +37,9 @@ static int fx_setup(void **state)
 	struct fx *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
 	assert_non_null(testroot_make("test-shell", f->root, sizeof(f->root)));
-	struct shell_settings s = { .root = f->root, .out = stdout, .err = stderr };
+	assert_int_equal(shell_io_mem_new(&(struct shell_io_mem_settings){ 0 },
+	                                  &f->io, NULL), DM_OK);
+	struct shell_settings s = { .root = f->root, .io = f->io };
 	assert_int_equal(shell_new(&s, &f->sh, NULL), DM_OK);
 	*state = f;
 	return 0;
@@ -40,6 +49,7 @@ static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
 	shell_free(f->sh);
+	shell_io_mem_free(f->io);
 	free(f->out);
 	free(f->err);
 	assert_int_equal(testroot_remove(f->root), 0);
@@ -47,22 +57,53 @@ static int fx_teardown(void **state)
 	return 0;
 }
 
+/* Keeps what io captured in f->out / f->err. */
+static void take(struct fx *f, struct shell_io *io)
+{
+	free(f->out);
+	free(f->err);
+	f->out = strdup(shell_io_mem_output(io, SHELL_OUT, NULL));
+	f->err = strdup(shell_io_mem_output(io, SHELL_ERR, NULL));
+	assert_non_null(f->out);
+	assert_non_null(f->err);
+	shell_io_mem_clear(io);
+}
+
 /* Runs one console line; f->out / f->err hold what it printed. */
 static int run(struct fx *f, const char *line)
 {
-	size_t n1, n2;
-	free(f->out);
-	free(f->err);
-	FILE *o = open_memstream(&f->out, &n1);
-	FILE *e = open_memstream(&f->err, &n2);
-	assert_non_null(o);
-	assert_non_null(e);
-	shell_set_streams(f->sh, o, e);
+	shell_io_mem_clear(f->io);
 	int rc = shell_run_line(f->sh, line);
-	shell_set_streams(f->sh, stdout, stderr);
-	fclose(o);
-	fclose(e);
+	take(f, f->io);
 	print_message("> %s  [rc %d]\n%s%s", line, rc, f->out, f->err);
+	return rc;
+}
+
+/* Runs `words` (NULL-terminated) in the one-shot form, or `line` as a
+ * console line when words is NULL, through a memory io `ms` (its input
+ * included); *left receives the input bytes the command did not read. */
+static int run_io(struct fx *f, const struct shell_io_mem_settings *ms,
+                  const char *line, char *const *words, size_t *left)
+{
+	struct shell_io *io = NULL;
+	int rc, argc = 0;
+
+	assert_int_equal(shell_io_mem_new(ms, &io, NULL), DM_OK);
+	shell_set_io(f->sh, io);
+	if (words) {
+		while (words[argc])
+			argc++;
+		rc = shell_run_argv(f->sh, argc, words);
+	} else {
+		rc = shell_run_line(f->sh, line);
+	}
+	shell_set_io(f->sh, f->io);
+	if (left)
+		*left = shell_io_mem_input_left(io);
+	take(f, io);
+	shell_io_mem_free(io);
+	print_message("> %s  [rc %d]\n%s%s", words ? words[0] : line, rc, f->out,
+	              f->err);
 	return rc;
 }
 
@@ -352,15 +393,13 @@ static void test_argv_and_exit(void **state)
 	char *const set[] = { "reg", "Email/Port=2525", NULL };
 	char *const get[] = { "REG", "Email/Port", NULL };
 
-	FILE *devnull = fopen("/dev/null", "w");
-	assert_non_null(devnull);
-	shell_set_streams(f->sh, devnull, devnull);
 	assert_int_equal(shell_run_argv(f->sh, 2, set), 0);
 	assert_int_equal(shell_run_argv(f->sh, 2, get), 0);
+	assert_has(shell_io_mem_output(f->io, SHELL_OUT, NULL), "Email/Port = 2525");
 	char *const bad[] = { "NOPE", NULL };
 	assert_int_equal(shell_run_argv(f->sh, 1, bad), 64);
-	shell_set_streams(f->sh, stdout, stderr);
-	fclose(devnull);
+	assert_has(shell_io_mem_output(f->io, SHELL_ERR, NULL),
+	           "unknown command 'NOPE'");
 	assert_int_equal(run(f, "REG Email/Port"), 0);
 	assert_has(f->out, "Email/Port = 2525");
 
@@ -380,6 +419,294 @@ static void test_prompt(void **state)
 	assert_string_equal(shell_prompt(f->sh, buf, sizeof(buf)), "jnior-7 /> ");
 }
 
+/* ---- the io seam ------------------------------------------------------------ */
+
+#define PW_MEM "Mem-S3cret-pw-9137"
+
+/* The value of a registry key as stored ("" when not set). */
+static void stored(struct fx *f, const char *key, char *buf, size_t cap)
+{
+	struct registry *reg;
+	bool set = false;
+	assert_int_equal(shell_registry(f->sh, &reg, NULL), DM_OK);
+	assert_int_equal(registry_get(reg, key, buf, cap, &set, NULL), DM_OK);
+	if (!set)
+		buf[0] = '\0';
+}
+
+/* Unseals Email/Password (or Email/OAuthToken) and compares it. */
+static void assert_sealed_is(struct fx *f, const char *key, const char *want)
+{
+	char sealed[REG_VALUE_MAX];
+	char *plain = NULL;
+	size_t len = 0;
+
+	stored(f, key, sealed, sizeof(sealed));
+	assert_true(strncmp(sealed, VAULT_PREFIX, strlen(VAULT_PREFIX)) == 0);
+	assert_int_equal(vault_unseal(f->root, sealed, &plain, &len, NULL), DM_OK);
+	assert_string_equal(plain, want);
+	vault_wipe(plain, len);
+	free(plain);
+}
+
+/* The one-shot form (`devmail IPCONFIG --password-stdin`): the secret is
+ * one line of the io's input; no prompt in a pipe; it is never written
+ * back; the rest of the input is left alone. */
+static void test_io_password_stdin_oneshot(void **state)
+{
+	struct fx *f = *state;
+	static const char input[] = PW_MEM "\r\nnot read\n";
+	char *const words[] = { "IPCONFIG", "--mailhost", "smtp.example.com",
+	                        "--username", "unit7", "--password-stdin", NULL };
+	size_t left = 0;
+
+	assert_int_equal(run_io(f, &(struct shell_io_mem_settings){
+	    .input = input, .input_len = strlen(input) }, NULL, words, &left), 0);
+	assert_int_equal(left, strlen("not read\n"));
+	assert_has(f->out, "Email account saved (password sealed).");
+	assert_has(f->out, "  Password:   set (sealed)\n");
+	assert_has(f->out, "  MailHost:   smtp.example.com\n");
+	assert_string_equal(f->err, "");        /* a pipe gets no prompt */
+	assert_lacks(f->out, PW_MEM);
+	assert_sealed_is(f, "Email/Password", PW_MEM);
+	assert_int_equal(run(f, "LOG"), 0);
+	assert_has(f->out, "IPCONFIG: email account updated: MailHost=smtp.example.com");
+	assert_lacks(f->out, PW_MEM);
+
+	/* A person at a terminal-like io is prompted on the error stream; the
+	 * answer is not echoed (the memory io echoes lines read as answers,
+	 * so a secret read as a plain line would show here). */
+	static const char input2[] = "Second-" PW_MEM "\n";
+	char *const words2[] = { "IPCONFIG", "--password-stdin", NULL };
+	assert_int_equal(run_io(f, &(struct shell_io_mem_settings){
+	    .input = input2, .input_len = strlen(input2), .interactive = true,
+	    .echo = true }, NULL, words2, &left), 0);
+	assert_string_equal(f->err, "Password: \n");
+	assert_lacks(f->out, PW_MEM);
+	assert_sealed_is(f, "Email/Password", "Second-" PW_MEM);
+
+	/* Nothing to read: refused, nothing changed. */
+	assert_int_equal(run_io(f, &(struct shell_io_mem_settings){ 0 }, NULL,
+	                        words2, NULL), 65);
+	assert_has(f->err, "IPCONFIG: --password-stdin: nothing on standard input");
+	assert_sealed_is(f, "Email/Password", "Second-" PW_MEM);
+}
+
+/* In a console the io's input carries the commands: the secret is the next
+ * line, and SENDMAIL does not take the following lines as its body. */
+static void test_io_console_input(void **state)
+{
+	struct fx *f = *state;
+	static const char token[] = "ya29.mem-token-5521\nREG Email/Port\n";
+	size_t left = 0;
+
+	shell_set_console(f->sh);
+	assert_false(shell_input_free(f->sh));
+	assert_int_equal(run_io(f, &(struct shell_io_mem_settings){
+	    .input = token, .input_len = strlen(token) },
+	    "IPCONFIG --oauth-token-stdin", NULL, &left), 0);
+	assert_int_equal(left, strlen("REG Email/Port\n"));
+	assert_has(f->out, "OAuth token: set (sealed; XOAUTH2)");
+	assert_lacks(f->out, "mem-token");
+	assert_sealed_is(f, "Email/OAuthToken", "ya29.mem-token-5521");
+
+	static const char next[] = "REG Email/Port\n";
+	assert_int_equal(run_io(f, &(struct shell_io_mem_settings){
+	    .input = next, .input_len = strlen(next) },
+	    "SENDMAIL -t ops@example.com -s x", NULL, &left), 64);
+	assert_has(f->err, "-m TEXT or -F FILE");
+	assert_int_equal(left, strlen(next));
+}
+
+/* IPCONFIG -E answered through the io: prompts on the output stream, the
+ * password twice without echo, everything saved at once. */
+static void test_io_setup(void **state)
+{
+	struct fx *f = *state;
+	static const char answers[] =
+		"bad host!\n"                   /* refused, asked again */
+		"smtp.mem.example\n"
+		"465\n"
+		"\n"                            /* Enter: SMTPS on (the default) */
+		"Unit 7 <unit7@mem.example>\n"
+		"ops@mem.example\n"
+		"unit7\n"
+		PW_MEM "\n" "typo\n"            /* mismatch, asked again */
+		PW_MEM "\n" PW_MEM "\n";
+	char v[256];
+
+	assert_int_equal(run_io(f, &(struct shell_io_mem_settings){
+	    .input = answers, .input_len = strlen(answers), .interactive = true,
+	    .echo = true }, "IPCONFIG -E", NULL, NULL), 0);
+	assert_has(f->out, "Mail server (Email/MailHost): bad host!\n");
+	assert_has(f->out, "Email/MailHost: 'bad host!'");
+	assert_has(f->out, "Port (Email/Port) [25]: 465\n");
+	assert_has(f->out, "Turn on SMTPS? [Y/n]: \n");
+	assert_has(f->out, "Password (not shown; Enter for none): \n");
+	assert_has(f->out, "the passwords do not match; try again");
+	assert_has(f->out, "Email account saved (password sealed).");
+	assert_has(f->out, "Security:   SMTPS (TLS from the first byte)");
+	assert_lacks(f->out, PW_MEM);
+	assert_lacks(f->out, "typo");
+	assert_string_equal(f->err, "");
+	stored(f, "Email/SMTPS", v, sizeof(v));
+	assert_string_equal(v, "true");
+	stored(f, "Email/FromAddress", v, sizeof(v));
+	assert_string_equal(v, "Unit 7 <unit7@mem.example>");
+	assert_sealed_is(f, "Email/Password", PW_MEM);
+
+	/* Input that ends half way: 66, nothing changed. */
+	static const char part[] = "other.mem.example\n";
+	assert_int_equal(run_io(f, &(struct shell_io_mem_settings){
+	    .input = part, .input_len = strlen(part) }, "IPCONFIG -E", NULL,
+	    NULL), 66);
+	assert_has(f->err, "IPCONFIG: input ended; nothing changed");
+	stored(f, "Email/MailHost", v, sizeof(v));
+	assert_string_equal(v, "smtp.mem.example");
+}
+
+/* An interrupt (Ctrl-C on a terminal, IAC IP on Telnet) is the io's: the
+ * command sees it through shell_interrupted() / SHELL_READ_INTR, stops with
+ * 130 and changes nothing; the dispatcher clears it afterwards. */
+static void test_io_interrupt(void **state)
+{
+	struct fx *f = *state;
+	static const char answers[] = "smtp.intr.example\n25\n";
+	struct shell_io *io = NULL;
+	char v[256];
+
+	assert_int_equal(shell_io_mem_new(&(struct shell_io_mem_settings){
+	    .input = answers, .input_len = strlen(answers) }, &io, NULL), DM_OK);
+	shell_set_io(f->sh, io);
+	shell_io_mem_interrupt(io);
+	assert_true(shell_interrupted(f->sh));
+	assert_int_equal(shell_run_line(f->sh, "IPCONFIG -E"), 130);
+	assert_has(shell_io_mem_output(io, SHELL_ERR, NULL),
+	           "IPCONFIG: interrupted; nothing changed");
+	assert_false(shell_interrupted(f->sh));
+	assert_int_equal(shell_io_mem_input_left(io), strlen(answers));
+	shell_io_mem_clear(io);
+
+	/* --password-stdin likewise. */
+	shell_io_mem_interrupt(io);
+	assert_int_equal(shell_run_line(f->sh, "IPCONFIG --mailhost x.example "
+	                                "--password-stdin"), 130);
+	assert_false(shell_interrupted(f->sh));
+	shell_set_io(f->sh, f->io);
+	shell_io_mem_free(io);
+	stored(f, "Email/MailHost", v, sizeof(v));
+	assert_string_equal(v, "");
+}
+
+/* SENDMAIL in the one-shot form takes its body from the io's input when it
+ * is not a person at a terminal, and leaves a terminal's input alone. */
+static void test_io_sendmail_body(void **state)
+{
+	struct fx *f = *state;
+	static const char body[] = "Body line one from the io.\nline two\n";
+	char *const words[] = { "SENDMAIL", "-q", "-t", "ops@example.com", "-s",
+	                        "seam", NULL };
+	char id[128], path[600];
+	size_t left = 0, len = 0;
+
+	assert_int_equal(run(f, "REG Email/MailHost = smtp.example.com"), 0);
+	assert_int_equal(run(f, "REG Email/FromAddress = unit7@example.com"), 0);
+	assert_int_equal(run_io(f, &(struct shell_io_mem_settings){
+	    .input = body, .input_len = strlen(body) }, NULL, words, &left), 0);
+	assert_int_equal(left, 0);
+	assert_true(sscanf(f->out, "Queued %127s", id) == 1);
+	snprintf(path, sizeof(path), "%s/spool/queue/%s/msg", f->root, id);
+	char *msg = testroot_slurp(path, &len);
+	assert_non_null(msg);
+	assert_non_null(strstr(msg, "Body line one from the io."));
+	free(msg);
+
+	assert_int_equal(run_io(f, &(struct shell_io_mem_settings){
+	    .input = body, .input_len = strlen(body), .interactive = true },
+	    NULL, words, &left), 0);
+	assert_int_equal(left, strlen(body));
+}
+
+/* A third implementation, as a server would write one: only `write`.  A
+ * NULL read is the end of input, so a secret cannot be had and nothing
+ * changes; output arrives one whole message per write. */
+struct rec_io {
+	char text[8192];
+	size_t len, writes;
+};
+
+static int rec_write(void *ctx, enum shell_stream s, const char *p, size_t n)
+{
+	struct rec_io *r = ctx;
+	const char *tag = s == SHELL_ERR ? "E|" : "O|";
+	int w = snprintf(r->text + r->len, sizeof(r->text) - r->len, "%s%.*s",
+	                 tag, (int)n, p);
+	if (w > 0 && (size_t)w < sizeof(r->text) - r->len)
+		r->len += (size_t)w;
+	r->writes++;
+	return 0;
+}
+
+static void test_io_minimal_ops(void **state)
+{
+	struct fx *f = *state;
+	static const struct shell_io_ops rec_ops = { .write = rec_write };
+	struct rec_io rec = { .len = 0 };
+	struct shell_io io = { .ops = &rec_ops, .ctx = &rec };
+
+	shell_set_io(f->sh, &io);
+	assert_false(shell_interactive(f->sh));
+	assert_int_equal(shell_width(f->sh, SHELL_ERR), 0);
+	assert_false(shell_interrupted(f->sh));
+	assert_int_equal(shell_run_line(f->sh, "REG Email/Port = 99999"), 65);
+	assert_int_equal(rec.writes, 1);
+	assert_true(strncmp(rec.text, "E|REG: Email/Port: '99999'", 26) == 0);
+	rec.len = rec.writes = 0;
+	assert_int_equal(shell_run_line(f->sh, "IPCONFIG --password-stdin"), 65);
+	assert_has(rec.text, "E|IPCONFIG: --password-stdin: nothing on standard input");
+	shell_set_io(f->sh, f->io);
+
+	/* shell_new refuses an io without write. */
+	static const struct shell_io_ops no_ops = { .write = NULL };
+	struct shell_io bad = { .ops = &no_ops };
+	struct shell *sh2 = NULL;
+	struct shell_settings s = { .root = f->root, .io = &bad };
+	assert_int_equal(shell_new(&s, &sh2, NULL), DM_EINVAL);
+	assert_null(sh2);
+}
+
+/* The memory io itself: caps, CRLF, long lines, data reads. */
+static void test_io_mem(void **state)
+{
+	(void)state;
+	static const char in[] = "one\r\n" "0123456789\n" "tail";
+	struct shell_io *io = NULL;
+	char buf[8];
+	size_t len = 0;
+
+	assert_int_equal(shell_io_mem_new(&(struct shell_io_mem_settings){
+	    .input = in, .input_len = strlen(in), .out_max = 10 }, &io, NULL),
+	    DM_OK);
+	const struct shell_io_ops *o = io->ops;
+	assert_int_equal(o->read_line(io->ctx, SHELL_OUT, "> ", buf, sizeof(buf)),
+	                 SHELL_READ_OK);
+	assert_string_equal(buf, "one");
+	assert_int_equal(o->read_secret(io->ctx, SHELL_OUT, NULL, buf, sizeof(buf)),
+	                 SHELL_READ_LONG);
+	assert_string_equal(buf, "");
+	assert_int_equal(o->read_data(io->ctx, buf, sizeof(buf)), 4);
+	assert_memory_equal(buf, "tail", 4);
+	assert_int_equal(o->read_line(io->ctx, SHELL_OUT, NULL, buf, sizeof(buf)),
+	                 SHELL_READ_EOF);
+	assert_int_equal(o->write(io->ctx, SHELL_OUT, "0123456789abc", 13), ENOSPC);
+	assert_string_equal(shell_io_mem_output(io, SHELL_OUT, &len), "> 01234567");
+	assert_int_equal(len, 10);
+	assert_string_equal(shell_io_mem_output(io, SHELL_ERR, NULL), "");
+	shell_io_mem_clear(io);
+	assert_string_equal(shell_io_mem_output(io, SHELL_OUT, &len), "");
+	shell_io_mem_free(io);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -395,6 +722,13 @@ int main(void)
 		T(test_log),
 		T(test_argv_and_exit),
 		T(test_prompt),
+		T(test_io_password_stdin_oneshot),
+		T(test_io_console_input),
+		T(test_io_setup),
+		T(test_io_interrupt),
+		T(test_io_sendmail_body),
+		T(test_io_minimal_ops),
+		T(test_io_mem),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

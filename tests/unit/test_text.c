@@ -1,6 +1,8 @@
 /* test_text.c - the shared core helpers: hex encoding (with and without a
  * separator, both cases, caps that cut), UTF-8 validation (RFC 3629
- * edges), one-line copies, random bytes and write-all, table-driven. */
+ * edges), one-line copies, escaped quotes, the address grammar shared by
+ * the registry and the mail parser, random bytes and write-all,
+ * table-driven. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -328,6 +330,150 @@ static void test_dot_atom_table(void **state)
 	             text_atext('@') || text_atext(0x7f));
 }
 
+/* text_escape(): what a message may quote of untrusted text. */
+static void test_escape_table(void **state)
+{
+	(void)state;
+	static const struct { const char *in; size_t cap; const char *want; } cases[] = {
+		{ "plain", 32, "plain" },
+		{ "a\nb\rc\td", 32, "a\\nb\\rc\\td" },
+		{ "it's", 32, "it\\'s" },
+		{ "back\\slash", 32, "back\\\\slash" },
+		{ "\x01\x1b[2J\x7f", 32, "\\x01\\x1b[2J\\x7f" },
+		{ "caf\xc3\xa9 \"q\"", 32, "caf\xc3\xa9 \"q\"" },   /* UTF-8, '"' kept */
+		{ "", 32, "" },
+		/* cuts: room for "..." is kept, an escape is never split */
+		{ "abcd", 8, "abcd" },
+		{ "abcde", 8, "abcd..." },
+		{ "abcdefghijklmnop", 8, "abcd..." },
+		{ "ab\ncd", 8, "ab\\n..." },
+		{ "a\x01", 8, "a..." },
+		{ "abc", 7, "" },                                   /* cap < 8 */
+	};
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		char out[64];
+		memset(out, 'X', sizeof(out));
+		const char *r = text_escape(cases[i].in, out, cases[i].cap);
+		assert_ptr_equal(r, out);
+		if (strcmp(out, cases[i].want) != 0)
+			fail_msg("text_escape(\"%s\", cap %zu) = \"%s\", want \"%s\"",
+			         cases[i].in, cases[i].cap, out, cases[i].want);
+		assert_int_equal(out[cases[i].cap], 'X');
+		for (const char *p = out; *p; p++)
+			assert_false(text_is_ctl((unsigned char)*p));
+	}
+	char out[4] = "XXX";
+	assert_ptr_equal(text_escape("abc", out, 0), out);
+	assert_string_equal(out, "XXX");                        /* cap 0: untouched */
+}
+
+/* The address grammar the registry and the mail parser share: spans,
+ * canonical local parts, refusals in words, list steps.  (test_schema and
+ * test_address run it through both callers.) */
+static void test_mailbox_parse_spans(void **state)
+{
+	(void)state;
+	struct text_mailbox m;
+	char why[160];
+	const char *s = " Dr.  \"Who\\\"s\"\t<\"john\"@example.com> ";
+
+	assert_true(text_mailbox_parse(s, strlen(s), &m, why, sizeof(why)));
+	assert_string_equal(why, "");
+	assert_int_equal(m.name_len, strlen("Dr.  \"Who\\\"s\""));
+	assert_memory_equal(s + m.name_off, "Dr.", 3);
+	assert_int_equal(m.name_text, strlen("Dr. Who\"s"));
+	assert_int_equal(m.local_len, 6);
+	assert_memory_equal(s + m.local_off, "\"john\"", 6);
+	assert_int_equal(m.local_canon, 4);
+	assert_int_equal(m.domain_len, strlen("example.com"));
+	assert_memory_equal(s + m.domain_off, "example.com", 11);
+
+	s = "a@[IPv6:2001:db8::1]";
+	assert_true(text_mailbox_parse(s, strlen(s), &m, why, sizeof(why)));
+	assert_int_equal(m.name_len, 0);
+	assert_int_equal(m.local_off, 0);
+	assert_int_equal(m.local_len, 1);
+	assert_int_equal(m.domain_off, 2);
+
+	static const struct { const char *in; const char *why; } bad[] = {
+		{ "a b@c.example", "has a space in the local part (quote it: \"a b\"@example.com)" },
+		{ "a@b_c.example", "has '_' in the domain (labels are letters, digits and '-')" },
+		{ "a\x01@b", "has a control character in the local part" },
+		{ "\"a\tb\"@c", "has a TAB in the quoted local part (RFC 5321 4.1.2 allows only printable characters and spaces)" },
+		{ "Jo;e <a@b>", "has a ',' or ';' outside quotes: one address expected (lists are separated by ',')" },
+		{ "Jo:e <a@b>", "has ':' outside quotes (group syntax 'name: a@b;' is not supported)" },
+		{ "Jo[e] <a@b>", "has '[' in the display name; put the name in double quotes" },
+		{ "a@-x.example", "has a domain label '-x' starting or ending with '-'" },
+		{ "a@[1.2.3]", "has '[1.2.3]', which is not a valid address literal ([192.0.2.1] or [IPv6:2001:db8::1])" },
+		{ "<a@b> x", "has text after '>'" },
+		{ "\xc3(@b", "is not valid UTF-8" },
+		{ "", "has no address" },
+	};
+	for (size_t i = 0; i < NELEM(bad); i++) {
+		if (text_mailbox_parse(bad[i].in, strlen(bad[i].in), &m, why, sizeof(why)))
+			fail_msg("'%s' accepted", bad[i].in);
+		if (strcmp(why, bad[i].why) != 0)
+			fail_msg("'%s': \"%s\", want \"%s\"", bad[i].in, why, bad[i].why);
+	}
+	/* A small buffer: cut, NUL-terminated, never overrun. */
+	char small[12];
+	memset(small, 'X', sizeof(small));
+	assert_false(text_mailbox_parse("a b@c", 5, &m, small, 8));
+	assert_string_equal(small, "has a s");
+	assert_int_equal(small[8], 'X');
+}
+
+static void test_local_canon_table(void **state)
+{
+	(void)state;
+	static const struct { const char *in; const char *want; } cases[] = {
+		{ "john.doe", "john.doe" },
+		{ "\"john\"", "john" },                  /* dot-atom inside */
+		{ "\"j\\ohn\"", "john" },                /* escape undone */
+		{ "\"john doe\"", "\"john doe\"" },
+		{ "\"a\\\"b\"", "\"a\\\"b\"" },          /* a"b */
+		{ "\"a\\\\b\"", "\"a\\\\b\"" },          /* a\b */
+		{ "\".a\"", "\".a\"" },
+		{ "\"a..b\"", "\"a..b\"" },
+		{ "\"a.\"", "\"a.\"" },
+		{ "\"j\xc3\xb6rg\"", "j\xc3\xb6rg" },    /* UTF-8 is atext */
+	};
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		char out[32];
+		size_t n = text_local_canon(cases[i].in, strlen(cases[i].in), out,
+		                            sizeof(out));
+		if (n != strlen(cases[i].want) || strcmp(out, cases[i].want) != 0)
+			fail_msg("text_local_canon(%s) = %s (%zu), want %s",
+			         cases[i].in, out, n, cases[i].want);
+		assert_int_equal(text_local_canon(cases[i].in, strlen(cases[i].in),
+		                                  NULL, 0), n);
+	}
+	char tiny[4] = "XYZ";
+	assert_int_equal(text_local_canon("\"john doe\"", 10, tiny, sizeof(tiny)), 10);
+	assert_string_equal(tiny, "XYZ");                 /* did not fit: untouched */
+}
+
+static void test_list_next(void **state)
+{
+	(void)state;
+	const char *s = " a@b, \"x, y\" <c@d;e>;; e@f ,";
+	static const char *const want[] = { "a@b", "\"x, y\" <c@d;e>", "", "e@f", "" };
+	size_t pos = 0, b, e, n = 0, len = strlen(s);
+
+	while (text_list_next(s, len, &pos, &b, &e)) {
+		assert_true(n < NELEM(want));
+		if (e - b != strlen(want[n]) || strncmp(s + b, want[n], e - b) != 0)
+			fail_msg("entry %zu: '%.*s', want '%s'", n, (int)(e - b), s + b,
+			         want[n]);
+		n++;
+	}
+	assert_int_equal(n, NELEM(want));
+	pos = 0;
+	assert_true(text_list_next("", 0, &pos, &b, &e));   /* one empty entry */
+	assert_int_equal(e - b, 0);
+	assert_false(text_list_next("", 0, &pos, &b, &e));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +484,10 @@ int main(void)
 		cmocka_unit_test(test_one_line_table),
 		cmocka_unit_test(test_dot_atom_table),
 		cmocka_unit_test(test_one_line_in_place_and_edges),
+		cmocka_unit_test(test_escape_table),
+		cmocka_unit_test(test_mailbox_parse_spans),
+		cmocka_unit_test(test_local_canon_table),
+		cmocka_unit_test(test_list_next),
 		cmocka_unit_test(test_rand_sizes),
 		cmocka_unit_test(test_write_all_sizes),
 		cmocka_unit_test(test_write_all_pipe),
