@@ -80,9 +80,10 @@ static bool listener_split(const char *text, char *host, size_t cap,
 }
 
 /* Binds and listens on one address; the fd in *fd_out, the bound port in
- * *port_out. */
+ * *port_out, "host:port" with that port in name[cap] (for messages). */
 static enum dm_status listener_bind(const char *text, int backlog,
                                     int *fd_out, unsigned *port_out,
+                                    char *name, size_t cap,
                                     struct dm_err *err)
 {
 	char host[INET6_ADDRSTRLEN + 16], service[8];
@@ -125,6 +126,8 @@ static enum dm_status listener_bind(const char *text, int backlog,
 		*port_out = ntohs(ss.ss_family == AF_INET6
 		                  ? ((struct sockaddr_in6 *)&ss)->sin6_port
 		                  : ((struct sockaddr_in *)&ss)->sin_port);
+		snprintf(name, cap, ai->ai_family == AF_INET6 ? "[%s]:%u" : "%s:%u",
+		         host, *port_out);
 		freeaddrinfo(ai);
 		*fd_out = fd;
 		return DM_OK;
@@ -171,13 +174,13 @@ enum dm_status listener_open(const struct listener_settings *s,
 	int backlog = s->backlog > 0 ? s->backlog : LISTENER_BACKLOG;
 	for (size_t i = 0; i < s->n_addrs; i++) {
 		enum dm_status st = listener_bind(s->addrs[i], backlog, &l->fds[i],
-		                                  &l->ports[i], err);
+		                                  &l->ports[i], l->names[i],
+		                                  sizeof(l->names[i]), err);
 		if (st != DM_OK) {
 			listener_close(l);
 			return st;
 		}
 		l->n++;
-		snprintf(l->names[i], sizeof(l->names[i]), "%s", s->addrs[i]);
 	}
 	*out = l;
 	return DM_OK;

@@ -35,7 +35,11 @@
  *
  * Server role: the handshake uses the listener's credentials
  * (net/server_cert.c), asks for no client certificate, and verifies
- * nothing; tls_info gets the version and the cipher.
+ * nothing; tls_info gets the version and the cipher.  Session tickets
+ * (RFC 8446 4.6.1, RFC 5077) are on, so a browser or a mail client
+ * reconnecting resumes without a full handshake: one random master key per
+ * loaded certificate, held in memory only, from which GnuTLS derives keys
+ * it rotates on its own.
  *
  * I/O: the socket stays non-blocking; every GNUTLS_E_AGAIN waits in poll()
  * (transport_poll_until, with the handle's cancel) in the direction GnuTLS
@@ -80,6 +84,7 @@ struct transport_tls {
 
 struct transport_tls_creds {
 	gnutls_certificate_credentials_t cred;
+	gnutls_datum_t ticket_key;   /* session ticket master key (secret) */
 };
 
 /* The system store, loaded on first need and kept for the process. */
@@ -623,6 +628,11 @@ static enum dm_status transport_tls_setup(struct transport *t,
 	if (server) {
 		gnutls_certificate_server_set_request(tls->session,
 		                                      GNUTLS_CERT_IGNORE);
+		rc = gnutls_session_ticket_enable_server(tls->session,
+		                                         &creds->ticket_key);
+		if (rc < 0)
+			return dm_err_set(err, DM_ECRYPTO, "TLS: session tickets: %s",
+			                  gnutls_strerror(rc));
 	} else if (t->host[0] != '\0' && !transport_tls_is_ip(t->host)) {
 		/* RFC 6066 section 3: literal IPv4 and IPv6 addresses are not
 		 * permitted in "HostName". */
@@ -769,6 +779,13 @@ enum dm_status transport_tls_creds_new(const char *cert, size_t cert_len,
 		                  "%s: cannot load the certificate and key: %s", what,
 		                  gnutls_strerror(rc));
 	}
+	rc = gnutls_session_ticket_key_generate(&c->ticket_key);
+	if (rc < 0) {
+		gnutls_certificate_free_credentials(c->cred);
+		free(c);
+		return dm_err_set(err, DM_ECRYPTO, "TLS: session ticket key: %s",
+		                  gnutls_strerror(rc));
+	}
 	*out = c;
 	return DM_OK;
 }
@@ -778,6 +795,10 @@ void transport_tls_creds_free(struct transport_tls_creds *c)
 	if (c == NULL)
 		return;
 	gnutls_certificate_free_credentials(c->cred);
+	if (c->ticket_key.data != NULL) {
+		gnutls_memset(c->ticket_key.data, 0, c->ticket_key.size);
+		gnutls_free(c->ticket_key.data);
+	}
 	free(c);
 }
 
