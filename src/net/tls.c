@@ -267,6 +267,11 @@ static enum dm_status transport_tls_read(struct transport *t, void *buf,
 		}
 		if (r != GNUTLS_E_AGAIN)
 			return transport_tls_io_error(t, (int)r, "read from", err);
+		/* GNUTLS_E_AGAIN also follows a post-handshake record (a TLS 1.3
+		 * session ticket) that yielded no data; whatever GnuTLS already
+		 * holds is taken before waiting on the socket. */
+		if (gnutls_record_check_pending(tls->session) > 0)
+			continue;
 		int w = transport_tls_wait_until(t, deadline_ms);
 		if (w == 0 || w == TRANSPORT_POLL_CANCELED) {
 			char peer[300];

@@ -139,13 +139,14 @@ enum dm_status transport_wait(struct transport *t, short events,
 	                  strerror(errno));
 }
 
-/* The entry check of every operation: a closed handle, or a fired cancel
- * (then nothing more happens on the handle, not even with bytes ready). */
-static enum dm_status transport_check(struct transport *t, const char *what,
-                                      struct dm_err *err)
+/* The entry check of every operation: a closed handle ("op: transport is
+ * closed"), or a fired cancel ("what peer: canceled"; then nothing more
+ * happens on the handle, not even with bytes ready). */
+static enum dm_status transport_check(struct transport *t, const char *op,
+                                      const char *what, struct dm_err *err)
 {
 	if (t == NULL || t->fd < 0)
-		return dm_err_set(err, DM_EINVAL, "%s: transport is closed", what);
+		return dm_err_set(err, DM_EINVAL, "%s: transport is closed", op);
 	if (cancel_fired(t->cancel)) {
 		char peer[300];
 		transport_peer_name(t, peer, sizeof(peer));
@@ -446,7 +447,7 @@ enum dm_status transport_connect(const struct transport_settings *s,
 
 enum dm_status transport_start_tls(struct transport *t, struct dm_err *err)
 {
-	enum dm_status st = transport_check(t, "start TLS", err);
+	enum dm_status st = transport_check(t, "start TLS", "TLS with", err);
 	if (st != DM_OK)
 		return st;
 	return t->ops->start_tls(t, err);
@@ -465,7 +466,7 @@ enum dm_status transport_read_until(struct transport *t, void *buf, size_t cap,
                                     struct dm_err *err)
 {
 	*got = 0;
-	enum dm_status st = transport_check(t, "read from", err);
+	enum dm_status st = transport_check(t, "read", "read from", err);
 	if (st != DM_OK)
 		return st;
 	if (cap == 0)
@@ -480,13 +481,13 @@ enum dm_status transport_read_until(struct transport *t, void *buf, size_t cap,
 
 enum dm_status transport_flush(struct transport *t, struct dm_err *err)
 {
-	if (t == NULL || t->fd < 0)
-		return dm_err_set(err, DM_EINVAL, "flush: transport is closed");
+	enum dm_status st = transport_check(t, "flush", "write to", err);
+	if (st == DM_EINVAL)
+		return st;
 	size_t n = t->olen;
 	/* The buffer is emptied whatever happens: after a failed (or
 	 * cancelled) send the stream is broken and the session ends. */
 	t->olen = 0;
-	enum dm_status st = transport_check(t, "write to", err);
 	if (st == DM_OK && n == 0)
 		return DM_OK;
 	if (st == DM_OK)
@@ -505,9 +506,7 @@ enum dm_status transport_flush(struct transport *t, struct dm_err *err)
 enum dm_status transport_write(struct transport *t, const void *buf,
                                size_t len, struct dm_err *err)
 {
-	if (t == NULL || t->fd < 0)
-		return dm_err_set(err, DM_EINVAL, "write: transport is closed");
-	enum dm_status st = transport_check(t, "write to", err);
+	enum dm_status st = transport_check(t, "write", "write to", err);
 	if (st != DM_OK)
 		return st;
 	const unsigned char *p = buf;
