@@ -187,9 +187,11 @@ static int crypto_cert_body(gnutls_x509_crt_t crt, gnutls_x509_privkey_t key)
 	if (rc >= 0)
 		rc = gnutls_x509_crt_set_activation_time(crt,
 			time(NULL) - CRYPTO_NOT_BEFORE_SLACK);
+	/* (time_t)-1 asks GnuTLS for "no well-defined expiration", encoded as
+	 * 99991231235959Z.  (Passing GNUTLS_X509_NO_WELL_DEFINED_EXPIRATION
+	 * instead encodes a real date in 2106.) */
 	if (rc >= 0)
-		rc = gnutls_x509_crt_set_expiration_time(crt,
-			GNUTLS_X509_NO_WELL_DEFINED_EXPIRATION);
+		rc = gnutls_x509_crt_set_expiration_time(crt, (time_t)-1);
 	if (rc >= 0)
 		rc = gnutls_x509_crt_set_key(crt, key);
 	if (rc >= 0)

@@ -196,8 +196,16 @@ static void test_selfsigned_cert(void **state)
 	                                                     &oid_len, NULL), 0);
 	assert_string_equal(oid, GNUTLS_KP_TLS_WWW_SERVER);
 	assert_true(gnutls_x509_crt_get_activation_time(crt) < before);
+	/* 9999-12-31T23:59:59Z */
 	assert_true(gnutls_x509_crt_get_expiration_time(crt) ==
-	            GNUTLS_X509_NO_WELL_DEFINED_EXPIRATION);
+	            (time_t)253402300799LL);
+	/* RFC 5280 4.1.2.5: encoded as GeneralizedTime 99991231235959Z */
+	gnutls_datum_t der = { NULL, 0 };
+	assert_int_equal(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &der),
+	                 0);
+	static const char never[] = "99991231235959Z";
+	assert_non_null(memmem(der.data, der.size, never, sizeof(never) - 1));
+	gnutls_free(der.data);
 	/* self-signed: verifies with itself as the only anchor */
 	unsigned status = 99;
 	assert_int_equal(gnutls_x509_crt_verify(crt, &crt, 1, 0, &status), 0);
