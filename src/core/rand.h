@@ -1,7 +1,8 @@
 /*
  * rand.h - random bytes from the kernel (getrandom(2)), for names and ids
  * that must not be guessed or collide: temp files, Message-IDs, MIME
- * boundaries, outbox ids, retry jitter.  Keys and nonces use gnutls_rnd().
+ * boundaries, outbox ids, retry jitter.  Keys and nonces use
+ * crypto_random_key() / crypto_random_nonce() (core/crypto.h).
  */
 #ifndef DEVMAIL_CORE_RAND_H
 #define DEVMAIL_CORE_RAND_H

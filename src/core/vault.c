@@ -1,5 +1,5 @@
 /*
- * vault.c - sealed secrets: AES-256-GCM (GnuTLS AEAD API) under a 256-bit
+ * vault.c - sealed secrets: AES-256-GCM (core/crypto's AEAD) under a 256-bit
  * device key stored in root/vault.key.
  *
  * Sealed form: "dmv1:" base64(nonce[12] | ciphertext | tag[16]).  The
@@ -25,15 +25,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <gnutls/gnutls.h>
-#include <gnutls/crypto.h>
-
 #include "core/base64.h"
+#include "core/crypto.h"
 #include "core/paths.h"
 
-#define VAULT_KEY_LEN 32
-#define VAULT_NONCE_LEN 12
-#define VAULT_TAG_LEN 16
+#define VAULT_KEY_LEN CRYPTO_AEAD_KEY_LEN
+#define VAULT_NONCE_LEN CRYPTO_AEAD_NONCE_LEN
+#define VAULT_TAG_LEN CRYPTO_AEAD_TAG_LEN
 #define VAULT_KEY_FILE "vault.key"
 
 void vault_wipe(void *p, size_t len)
@@ -120,7 +118,7 @@ static enum dm_status vault_key_create(const char *root, const char *path,
 	st = paths_mkdirs(root, 0700, err);
 	if (st)
 		return st;
-	if (gnutls_rnd(GNUTLS_RND_KEY, key, VAULT_KEY_LEN) != 0)
+	if (crypto_random_key(key, VAULT_KEY_LEN, NULL) != DM_OK)
 		return dm_err_set(err, DM_ECRYPTO,
 		    "the system random generator failed; no key created");
 	n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
@@ -196,32 +194,15 @@ enum dm_status vault_key_ensure(const char *root, struct dm_err *err)
 	return st;
 }
 
-/* An AES-256-GCM handle under the device key; *h stays NULL on failure. */
-static enum dm_status vault_cipher(unsigned char *key,
-                                   gnutls_aead_cipher_hd_t *h,
-                                   struct dm_err *err)
-{
-	gnutls_datum_t kd = { key, VAULT_KEY_LEN };
-	int rc = gnutls_aead_cipher_init(h, GNUTLS_CIPHER_AES_256_GCM, &kd);
-
-	if (rc < 0) {
-		*h = NULL;
-		return dm_err_set(err, DM_ECRYPTO, "AES-256-GCM unavailable: %s",
-		                  gnutls_strerror(rc));
-	}
-	return DM_OK;
-}
-
 enum dm_status vault_seal(const char *root, const void *plain, size_t len,
                           char **out, struct dm_err *err)
 {
 	const size_t prefix_len = strlen(VAULT_PREFIX);
 	unsigned char key[VAULT_KEY_LEN];
-	gnutls_aead_cipher_hd_t h = NULL;
+	struct crypto_aead *h = NULL;
 	unsigned char *raw = NULL;
 	char *text = NULL;
 	enum dm_status st;
-	int rc;
 
 	*out = NULL;
 	if (len > VAULT_PLAIN_MAX)
@@ -239,31 +220,21 @@ enum dm_status vault_seal(const char *root, const void *plain, size_t len,
 		st = dm_err_set(err, DM_ENOMEM, "vault: out of memory sealing %zu bytes", len);
 		goto done;
 	}
-	if (gnutls_rnd(GNUTLS_RND_NONCE, raw, VAULT_NONCE_LEN) != 0) {
-		st = dm_err_set(err, DM_ECRYPTO, "the system random generator failed");
+	if ((st = crypto_random_nonce(raw, VAULT_NONCE_LEN, err)) != DM_OK)
 		goto done;
-	}
-	if ((st = vault_cipher(key, &h, err)) != DM_OK)
+	if ((st = crypto_aead_new(key, &h, err)) != DM_OK)
 		goto done;
-	size_t ct_len = len + VAULT_TAG_LEN;
-	/* GnuTLS rejects a NULL plaintext pointer even for zero bytes. */
-	rc = gnutls_aead_cipher_encrypt(h, raw, VAULT_NONCE_LEN,
-	                                VAULT_PREFIX, prefix_len, VAULT_TAG_LEN,
-	                                len ? plain : (const void *)"", len,
-	                                raw + VAULT_NONCE_LEN, &ct_len);
-	if (rc < 0 || ct_len != len + VAULT_TAG_LEN) {
-		st = dm_err_set(err, DM_ECRYPTO, "sealing failed: %s",
-		                rc < 0 ? gnutls_strerror(rc) : "unexpected length");
+	st = crypto_aead_seal(h, raw, VAULT_PREFIX, prefix_len, plain, len,
+	                      raw + VAULT_NONCE_LEN, err);
+	if (st != DM_OK)
 		goto done;
-	}
 	memcpy(text, VAULT_PREFIX, prefix_len);
 	base64_encode(raw, raw_len, text + prefix_len);
 	*out = text;
 	text = NULL;
 	st = DM_OK;
 done:
-	if (h)
-		gnutls_aead_cipher_deinit(h);
+	crypto_aead_free(h);
 	vault_wipe(key, sizeof(key));
 	free(raw);
 	free(text);
@@ -324,12 +295,11 @@ enum dm_status vault_unseal(const char *root, const char *sealed,
                             char **out, size_t *out_len, struct dm_err *err)
 {
 	unsigned char key[VAULT_KEY_LEN];
-	gnutls_aead_cipher_hd_t h = NULL;
+	struct crypto_aead *h = NULL;
 	unsigned char *raw = NULL;
 	char *plain = NULL;
-	size_t raw_len, plain_cap, plain_len;
+	size_t raw_len, plain_cap;
 	enum dm_status st;
-	int rc;
 
 	*out = NULL;
 	*out_len = 0;
@@ -347,30 +317,26 @@ enum dm_status vault_unseal(const char *root, const char *sealed,
 		st = dm_err_set(err, DM_ENOMEM, "vault: out of memory");
 		goto done;
 	}
-	if ((st = vault_cipher(key, &h, err)) != DM_OK)
+	if ((st = crypto_aead_new(key, &h, err)) != DM_OK)
 		goto done;
-	plain_len = plain_cap;
-	rc = gnutls_aead_cipher_decrypt(h, raw, VAULT_NONCE_LEN,
-	                                VAULT_PREFIX, strlen(VAULT_PREFIX),
-	                                VAULT_TAG_LEN,
-	                                raw + VAULT_NONCE_LEN,
-	                                raw_len - VAULT_NONCE_LEN,
-	                                plain, &plain_len);
-	if (rc < 0 || plain_len != plain_cap) {
+	/* The vault words the failure for its user: crypto's own message
+	 * knows nothing of devices and passwords. */
+	if (crypto_aead_open(h, raw, VAULT_PREFIX, strlen(VAULT_PREFIX),
+	                     raw + VAULT_NONCE_LEN, raw_len - VAULT_NONCE_LEN,
+	                     (unsigned char *)plain, NULL) != DM_OK) {
 		st = dm_err_set(err, DM_ECRYPTO,
 		    "sealed value does not authenticate under %s/%s: it was altered "
 		    "or sealed with another unit's key (set the password again)",
 		    root, VAULT_KEY_FILE);
 		goto done;
 	}
-	plain[plain_len] = '\0';
+	plain[plain_cap] = '\0';
 	*out = plain;
-	*out_len = plain_len;
+	*out_len = plain_cap;
 	plain = NULL;
 	st = DM_OK;
 done:
-	if (h)
-		gnutls_aead_cipher_deinit(h);
+	crypto_aead_free(h);
 	vault_wipe(key, sizeof(key));
 	if (plain) {
 		vault_wipe(plain, plain_cap + 1);

@@ -1,7 +1,9 @@
 /*
- * net/tls.c - the TLS implementation of the transport table (GnuTLS).
+ * net/tls.c - the TLS implementation of the transport table (GnuTLS), in
+ * the client and the server role, and the server's loaded credentials.
  *
- * This is the only file in src/ that names GnuTLS.
+ * One of the two files in src/ that name GnuTLS (the other, core/crypto.c,
+ * does AEAD, random bytes and X.509 outside sessions).
  *
  * RFCs: 8446 (TLS 1.3), 5246 (TLS 1.2), 6066 section 3 (SNI: host names
  * only, never IP literals), 6125 (host name checks; IP literals match IP
@@ -31,9 +33,25 @@
  *   - !verify && no pin: any certificate is accepted; tls_info.verified is
  *     false and verify_error says what the checks found.
  *
+ * Server role: the handshake uses the listener's credentials
+ * (net/server_cert.c), asks for no client certificate, and verifies
+ * nothing; tls_info gets the version and the cipher.  Session tickets
+ * (RFC 8446 4.6.1, RFC 5077) are on, so a browser or a mail client
+ * reconnecting resumes without a full handshake: one random master key per
+ * loaded certificate, held in memory only, from which GnuTLS derives keys
+ * it rotates on its own.
+ *
  * I/O: the socket stays non-blocking; every GNUTLS_E_AGAIN waits in poll()
- * in the direction GnuTLS asks for, bounded by the handle's timeout (the
- * handshake by one overall deadline of timeout_ms).
+ * (transport_poll_until, with the handle's cancel) in the direction GnuTLS
+ * asks for, bounded by the handle's timeout (the handshake by one overall
+ * deadline of timeout_ms).  GnuTLS's own handshake timeout is off: with it
+ * set, GnuTLS polls the socket itself (_gnutls_io_check_recv) and no cancel
+ * could reach that wait.  GnuTLS reads and writes the socket through our
+ * pull/push functions, so that TCP_QUICKACK is re-armed after every recv()
+ * that got bytes, also when gnutls_record_recv() then returns
+ * GNUTLS_E_AGAIN because all it read was a TLS 1.3 NewSessionTicket (or
+ * KeyUpdate) record: the next reply must not wait ~40 ms behind our
+ * delayed ACK (DESIGN.md, performance rules).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,13 +59,17 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 
 #include "core/text.h"
+#include "net/cancel.h"
 #include "net/transport.h"
 #include "net/transport_ops.h"
 
@@ -57,7 +79,12 @@
 
 struct transport_tls {
 	gnutls_session_t session;
+	gnutls_certificate_credentials_t cred;   /* client: owned */
+};
+
+struct transport_tls_creds {
 	gnutls_certificate_credentials_t cred;
+	gnutls_datum_t ticket_key;   /* session ticket master key (secret) */
 };
 
 /* The system store, loaded on first need and kept for the process. */
@@ -119,12 +146,74 @@ static int transport_tls_verify_system(const gnutls_datum_t *certs,
 }
 
 /* Waits, until `deadline` (transport_now_ms() scale), for the direction
- * GnuTLS last blocked on.  1 ready, 0 timeout, -1 error. */
+ * GnuTLS last blocked on, or the handle's cancel.  1 ready, 0 timeout,
+ * TRANSPORT_POLL_CANCELED, -1 error. */
 static int transport_tls_wait_until(struct transport *t, long deadline)
 {
 	struct transport_tls *tls = t->tls;
 	short ev = gnutls_record_get_direction(tls->session) ? POLLOUT : POLLIN;
-	return transport_poll_until(t->fd, ev, deadline);
+	return transport_poll_until(t->fd, ev, deadline, t->cancel);
+}
+
+/* ---- socket I/O for GnuTLS ---------------------------------------------- */
+
+/* recv(); every read that got bytes re-arms TCP_QUICKACK, whatever GnuTLS
+ * then makes of them (application data, a session ticket, a handshake
+ * message). */
+static ssize_t transport_tls_pull(gnutls_transport_ptr_t p, void *buf,
+                                  size_t len)
+{
+	struct transport *t = p;
+	struct transport_tls *tls = t->tls;
+	ssize_t n = recv(t->fd, buf, len, 0);
+	if (n > 0)
+		transport_quickack(t);
+	else if (n < 0)
+		gnutls_transport_set_errno(tls->session, errno);
+	return n;
+}
+
+static ssize_t transport_tls_push(gnutls_transport_ptr_t p, const void *buf,
+                                  size_t len)
+{
+	struct transport *t = p;
+	struct transport_tls *tls = t->tls;
+	ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
+	if (n < 0)
+		gnutls_transport_set_errno(tls->session, errno);
+	return n;
+}
+
+/* A whole flight (several records) in one sendmsg(), as GnuTLS's own
+ * writev would do it, but without SIGPIPE. */
+static ssize_t transport_tls_vec_push(gnutls_transport_ptr_t p,
+                                      const giovec_t *iov, int iovcnt)
+{
+	struct transport *t = p;
+	struct transport_tls *tls = t->tls;
+	struct msghdr m = { .msg_iov = (struct iovec *)(uintptr_t)iov,
+	                    .msg_iovlen = (size_t)iovcnt };
+	ssize_t n = sendmsg(t->fd, &m, MSG_NOSIGNAL);
+	if (n < 0)
+		gnutls_transport_set_errno(tls->session, errno);
+	return n;
+}
+
+/* Only called when a GnuTLS timeout is set, which this file never does;
+ * given anyway (GnuTLS refuses a replaced pull function without one), and
+ * it waits the way every other wait does. */
+static int transport_tls_pull_timeout(gnutls_transport_ptr_t p,
+                                      unsigned int ms)
+{
+	struct transport *t = p;
+	long deadline = transport_now_ms() +
+		(ms == GNUTLS_INDEFINITE_TIMEOUT ? t->timeout_ms : (long)ms);
+	int r = transport_poll_until(t->fd, POLLIN, deadline, t->cancel);
+	if (r == TRANSPORT_POLL_CANCELED) {
+		errno = ECANCELED;
+		return -1;
+	}
+	return r;
 }
 
 static void transport_tls_free(struct transport *t)
@@ -134,7 +223,7 @@ static void transport_tls_free(struct transport *t)
 		return;
 	if (tls->session != NULL)
 		gnutls_deinit(tls->session);
-	if (tls->cred != NULL)
+	if (tls->cred != NULL)   /* client only: a server's are shared */
 		gnutls_certificate_free_credentials(tls->cred);
 	free(tls);
 	t->tls = NULL;
@@ -178,11 +267,19 @@ static enum dm_status transport_tls_read(struct transport *t, void *buf,
 		}
 		if (r != GNUTLS_E_AGAIN)
 			return transport_tls_io_error(t, (int)r, "read from", err);
+		/* GNUTLS_E_AGAIN also follows a post-handshake record (a TLS 1.3
+		 * session ticket) that yielded no data; whatever GnuTLS already
+		 * holds is taken before waiting on the socket. */
+		if (gnutls_record_check_pending(tls->session) > 0)
+			continue;
 		int w = transport_tls_wait_until(t, deadline_ms);
-		if (w == 0) {
+		if (w == 0 || w == TRANSPORT_POLL_CANCELED) {
 			char peer[300];
 			transport_peer_name(t, peer, sizeof(peer));
-			return dm_err_set(err, DM_ETIMEOUT, "read from %s: timed out",
+			if (w == 0)
+				return dm_err_set(err, DM_ETIMEOUT,
+				                  "read from %s: timed out", peer);
+			return dm_err_set(err, DM_ECANCELED, "read from %s: canceled",
 			                  peer);
 		}
 		if (w < 0)
@@ -211,12 +308,15 @@ static enum dm_status transport_tls_send(struct transport *t, const void *buf,
 		if (r != GNUTLS_E_AGAIN)
 			return transport_tls_io_error(t, (int)r, "write to", err);
 		int w = transport_tls_wait_until(t, transport_now_ms() + t->timeout_ms);
-		if (w == 0) {
+		if (w == 0 || w == TRANSPORT_POLL_CANCELED) {
 			char peer[300];
 			transport_peer_name(t, peer, sizeof(peer));
-			return dm_err_set(err, DM_ETIMEOUT,
-			                  "write to %s: no progress within %d ms", peer,
-			                  t->timeout_ms);
+			if (w == 0)
+				return dm_err_set(err, DM_ETIMEOUT,
+				                  "write to %s: no progress within %d ms",
+				                  peer, t->timeout_ms);
+			return dm_err_set(err, DM_ECANCELED, "write to %s: canceled",
+			                  peer);
 		}
 		if (w < 0)
 			return transport_tls_io_error(t, GNUTLS_E_PUSH_ERROR,
@@ -232,7 +332,8 @@ static void transport_tls_close(struct transport *t)
 	struct transport_tls *tls = t->tls;
 	if (tls == NULL)
 		return;
-	/* close_notify, bounded: a peer that stopped reading must not hold us. */
+	/* close_notify, bounded: a peer that stopped reading must not hold us,
+	 * and a cancelled handle does not wait at all. */
 	long deadline = transport_now_ms() +
 		(t->timeout_ms < TRANSPORT_TLS_BYE_MS ? t->timeout_ms
 		                                      : TRANSPORT_TLS_BYE_MS);
@@ -246,8 +347,16 @@ static void transport_tls_close(struct transport *t)
 	transport_tls_free(t);
 }
 
+static enum dm_status transport_tls_start_tls(struct transport *t,
+                                              struct dm_err *err)
+{
+	(void)t;
+	return dm_err_set(err, DM_EPROTO, "start TLS: TLS is already active");
+}
+
 static const struct transport_ops transport_tls_ops = {
 	.name = "tls",
+	.start_tls = transport_tls_start_tls,
 	.read = transport_tls_read,
 	.send = transport_tls_send,
 	.close = transport_tls_close,
@@ -458,16 +567,14 @@ static enum dm_status transport_tls_verify(struct transport *t,
 
 /* ---- handshake --------------------------------------------------------- */
 
-static enum dm_status transport_tls_setup(struct transport *t,
-                                          struct dm_err *err)
+/* Client credentials: only the cafile (the system store is not loaded
+ * here: see transport_tls_verify()). */
+static enum dm_status transport_tls_client_cred(struct transport *t,
+                                                struct transport_tls *tls,
+                                                struct dm_err *err)
 {
-	struct transport_tls *tls = calloc(1, sizeof(*tls));
-	if (tls == NULL)
-		return dm_err_set(err, DM_ENOMEM, "TLS: out of memory");
-	t->tls = tls;
 	if (gnutls_certificate_allocate_credentials(&tls->cred) < 0)
 		return dm_err_set(err, DM_ENOMEM, "TLS: out of memory");
-	/* The system store is not loaded here: see transport_tls_verify(). */
 	if (t->cafile != NULL) {
 		int n = gnutls_certificate_set_x509_trust_file(tls->cred, t->cafile,
 		                                               GNUTLS_X509_FMT_PEM);
@@ -480,8 +587,35 @@ static enum dm_status transport_tls_setup(struct transport *t,
 			                  "Email/CAFile: '%s' holds no certificate",
 			                  t->cafile);
 	}
+	return DM_OK;
+}
+
+static enum dm_status transport_tls_setup(struct transport *t,
+                                          struct dm_err *err)
+{
+	bool server = t->role == TRANSPORT_SERVER;
+	struct transport_tls_creds *creds = NULL;
+	if (server) {
+		creds = t->cert != NULL ? server_cert_creds(t->cert) : NULL;
+		if (creds == NULL) {
+			char peer[300];
+			transport_peer_name(t, peer, sizeof(peer));
+			return dm_err_set(err, DM_ECONFIG, "TLS with %s: this server "
+			                  "has no certificate", peer);
+		}
+	}
+	struct transport_tls *tls = calloc(1, sizeof(*tls));
+	if (tls == NULL)
+		return dm_err_set(err, DM_ENOMEM, "TLS: out of memory");
+	t->tls = tls;
+	if (!server) {
+		enum dm_status st = transport_tls_client_cred(t, tls, err);
+		if (st != DM_OK)
+			return st;
+	}
 	int rc = gnutls_init(&tls->session,
-	                 GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+	                     (server ? GNUTLS_SERVER : GNUTLS_CLIENT) |
+	                     GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
 	if (rc < 0)
 		return dm_err_set(err, DM_ECRYPTO, "TLS: init: %s",
 		                  gnutls_strerror(rc));
@@ -492,28 +626,56 @@ static enum dm_status transport_tls_setup(struct transport *t,
 		return dm_err_set(err, DM_ECRYPTO, "TLS: priority '%s': %s",
 		                  where != NULL ? where : "", gnutls_strerror(rc));
 	rc = gnutls_credentials_set(tls->session, GNUTLS_CRD_CERTIFICATE,
-	                            tls->cred);
+	                            server ? creds->cred : tls->cred);
 	if (rc < 0)
 		return dm_err_set(err, DM_ECRYPTO, "TLS: credentials: %s",
 		                  gnutls_strerror(rc));
-	/* RFC 6066 section 3: literal IPv4 and IPv6 addresses are not
-	 * permitted in "HostName". */
-	if (t->host[0] != '\0' && !transport_tls_is_ip(t->host)) {
+	if (server) {
+		gnutls_certificate_server_set_request(tls->session,
+		                                      GNUTLS_CERT_IGNORE);
+		rc = gnutls_session_ticket_enable_server(tls->session,
+		                                         &creds->ticket_key);
+		if (rc < 0)
+			return dm_err_set(err, DM_ECRYPTO, "TLS: session tickets: %s",
+			                  gnutls_strerror(rc));
+	} else if (t->host[0] != '\0' && !transport_tls_is_ip(t->host)) {
+		/* RFC 6066 section 3: literal IPv4 and IPv6 addresses are not
+		 * permitted in "HostName". */
 		rc = gnutls_server_name_set(tls->session, GNUTLS_NAME_DNS, t->host,
 		                            strlen(t->host));
 		if (rc < 0)
 			return dm_err_set(err, DM_ETLS, "TLS: server name '%s': %s",
 			                  t->host, gnutls_strerror(rc));
 	}
-	gnutls_transport_set_int(tls->session, t->fd);
-	gnutls_handshake_set_timeout(tls->session, (unsigned)t->timeout_ms);
+	gnutls_transport_set_ptr(tls->session, t);
+	gnutls_transport_set_pull_function(tls->session, transport_tls_pull);
+	gnutls_transport_set_pull_timeout_function(tls->session,
+	                                           transport_tls_pull_timeout);
+	gnutls_transport_set_push_function(tls->session, transport_tls_push);
+	gnutls_transport_set_vec_push_function(tls->session,
+	                                       transport_tls_vec_push);
+	/* Our loop bounds the handshake (see the top of this file). */
+	gnutls_handshake_set_timeout(tls->session, 0);
 	return DM_OK;
+}
+
+/* Version and cipher into tls_info. */
+static void transport_tls_note_params(struct transport *t)
+{
+	struct transport_tls *tls = t->tls;
+	const char *v = gnutls_protocol_get_name(
+		gnutls_protocol_get_version(tls->session));
+	const char *c = gnutls_cipher_get_name(gnutls_cipher_get(tls->session));
+	snprintf(t->info.version, sizeof(t->info.version), "%s", v ? v : "?");
+	snprintf(t->info.cipher, sizeof(t->info.cipher), "%s", c ? c : "?");
 }
 
 enum dm_status transport_tls_handshake(struct transport *t, struct dm_err *err)
 {
 	unsigned char pin[32];
-	bool have_pin = t->fingerprint != NULL && t->fingerprint[0] != '\0';
+	bool client = t->role == TRANSPORT_CLIENT;
+	bool have_pin = client && t->fingerprint != NULL &&
+	                t->fingerprint[0] != '\0';
 	if (have_pin && !transport_tls_parse_pin(t->fingerprint, pin))
 		return dm_err_set(err, DM_ECONFIG,
 		                  "Email/Fingerprint: '%s' is not a SHA-256 "
@@ -539,15 +701,19 @@ enum dm_status transport_tls_handshake(struct transport *t, struct dm_err *err)
 			continue;
 		if (rc != GNUTLS_E_AGAIN)
 			break;
-		/* Linux drops quick-ACK mode on its own: re-arm it after each
-		 * handshake read so the server's next flight is not held. */
-		transport_quickack(t->fd);
+		/* TCP_QUICKACK is re-armed by the pull function after each
+		 * handshake read, so the peer's next flight is not held. */
 		int w = transport_tls_wait_until(t, deadline);
 		if (w == 0) {
 			transport_tls_free(t);
 			return dm_err_set(err, DM_ETIMEOUT,
 			                  "TLS handshake with %s: no answer within %d ms",
 			                  peer, t->timeout_ms);
+		}
+		if (w == TRANSPORT_POLL_CANCELED) {
+			transport_tls_free(t);
+			return dm_err_set(err, DM_ECANCELED,
+			                  "TLS handshake with %s: canceled", peer);
 		}
 		if (w < 0) {
 			transport_tls_free(t);
@@ -569,23 +735,76 @@ enum dm_status transport_tls_handshake(struct transport *t, struct dm_err *err)
 		                  peer, gnutls_strerror(rc), extra[0] ? ": " : "",
 		                  extra);
 	}
-	st = transport_tls_verify(t, have_pin ? pin : NULL, err);
-	if (st != DM_OK) {
-		/* Tell the server why, then drop the session (the caller closes). */
-		gnutls_alert_send(tls->session, GNUTLS_AL_FATAL,
-		                  GNUTLS_A_BAD_CERTIFICATE);
-		transport_tls_free(t);
-		return st;
+	if (client) {
+		st = transport_tls_verify(t, have_pin ? pin : NULL, err);
+		if (st != DM_OK) {
+			/* Tell the server why, then drop the session (the caller
+			 * closes). */
+			gnutls_alert_send(tls->session, GNUTLS_AL_FATAL,
+			                  GNUTLS_A_BAD_CERTIFICATE);
+			transport_tls_free(t);
+			return st;
+		}
 	}
-	const char *v = gnutls_protocol_get_name(
-		gnutls_protocol_get_version(tls->session));
-	const char *c = gnutls_cipher_get_name(gnutls_cipher_get(tls->session));
-	snprintf(t->info.version, sizeof(t->info.version), "%s", v ? v : "?");
-	snprintf(t->info.cipher, sizeof(t->info.cipher), "%s", c ? c : "?");
+	transport_tls_note_params(t);
 	t->info.active = true;
 	t->ops = &transport_tls_ops;
-	transport_quickack(t->fd);
 	return DM_OK;
+}
+
+/* ---- server credentials ------------------------------------------------ */
+
+enum dm_status transport_tls_creds_new(const char *cert, size_t cert_len,
+                                       const char *key, size_t key_len,
+                                       const char *what,
+                                       struct transport_tls_creds **out,
+                                       struct dm_err *err)
+{
+	*out = NULL;
+	if (cert_len > UINT32_MAX || key_len > UINT32_MAX)
+		return dm_err_set(err, DM_ECONFIG, "%s: file too large", what);
+	struct transport_tls_creds *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return dm_err_set(err, DM_ENOMEM, "TLS: out of memory");
+	int rc = gnutls_certificate_allocate_credentials(&c->cred);
+	if (rc < 0) {
+		free(c);
+		return dm_err_set(err, DM_ENOMEM, "TLS: out of memory");
+	}
+	/* GnuTLS takes non-const data but only reads it. */
+	gnutls_datum_t cd = { (unsigned char *)(uintptr_t)cert, (unsigned)cert_len };
+	gnutls_datum_t kd = { (unsigned char *)(uintptr_t)key, (unsigned)key_len };
+	rc = gnutls_certificate_set_x509_key_mem2(c->cred, &cd, &kd,
+	                                          GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (rc < 0) {
+		gnutls_certificate_free_credentials(c->cred);
+		free(c);
+		return dm_err_set(err, rc == GNUTLS_E_MEMORY_ERROR ? DM_ENOMEM
+		                                                   : DM_ECONFIG,
+		                  "%s: cannot load the certificate and key: %s", what,
+		                  gnutls_strerror(rc));
+	}
+	rc = gnutls_session_ticket_key_generate(&c->ticket_key);
+	if (rc < 0) {
+		gnutls_certificate_free_credentials(c->cred);
+		free(c);
+		return dm_err_set(err, DM_ECRYPTO, "TLS: session ticket key: %s",
+		                  gnutls_strerror(rc));
+	}
+	*out = c;
+	return DM_OK;
+}
+
+void transport_tls_creds_free(struct transport_tls_creds *c)
+{
+	if (c == NULL)
+		return;
+	gnutls_certificate_free_credentials(c->cred);
+	if (c->ticket_key.data != NULL) {
+		gnutls_memset(c->ticket_key.data, 0, c->ticket_key.size);
+		gnutls_free(c->ticket_key.data);
+	}
+	free(c);
 }
 
 enum dm_status transport_tls_channel_binding(struct transport *t,

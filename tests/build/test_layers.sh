@@ -20,7 +20,7 @@ declare -A allowed=(
 	[daemon]="daemon web telnet ftp shell mail net core"
 	[bin]="bin daemon web telnet ftp shell mail net core"
 )
-GNUTLS_FILES="core/vault.c net/tls.c"
+GNUTLS_FILES="core/crypto.c net/tls.c"
 
 bad=0 checked=0
 while IFS= read -r -d '' f; do

@@ -18,6 +18,7 @@
 
 #include "net/transport.h"
 #include "net/transport_ops.h"   /* white box: the output buffer is wiped */
+#include "netfault.h"
 #include "tls_server.h"
 
 #define TRANSPORT_BLOCK 4096
@@ -249,6 +250,51 @@ static void test_connect_refused(void **state)
 	snprintf(want, sizeof(want), "127.0.0.1:%u", port);
 	assert_non_null(strstr(err.msg, want));
 	assert_non_null(strstr(err.msg, "refused"));
+}
+
+/* The connect-timeout error path: a listener whose accept queue is full
+ * drops our SYN, so the connect gets no answer within timeout_ms.  The
+ * message reports the timeout, which transport_connect() must read before
+ * it frees the handle (under ASan a read after the free aborts the test). */
+static void connect_timeout(int family)
+{
+	struct backlog_full b;
+	char why[256];
+	if (backlog_full_open(family, &b, why, sizeof(why)) != 0)
+		fail_msg("%s", why);
+	struct transport_settings s = settings(b.host, b.port);
+	s.timeout_ms = 200;
+	struct transport *t = (struct transport *)&s;
+	struct dm_err err;
+	dm_err_clear(&err);
+	long t0 = transport_now_ms();
+	enum dm_status st = transport_connect(&s, &t, &err);
+	long took = transport_now_ms() - t0;
+	backlog_full_close(&b);
+	print_message("connect to a full backlog (%s): %ld ms: %s\n", b.host,
+	              took, err.msg);
+	assert_int_equal(st, DM_ETIMEOUT);
+	assert_null(t);
+	char want[160];
+	snprintf(want, sizeof(want), "cannot connect to %s%s%s:%u (last tried %s): "
+	         "no answer within 200 ms", family == AF_INET6 ? "[" : "", b.host,
+	         family == AF_INET6 ? "]" : "", b.port, b.host);
+	assert_string_equal(err.msg, want);
+	assert_true(took >= 190);
+}
+
+static void test_connect_timeout_v4(void **state)
+{
+	(void)state;
+	connect_timeout(AF_INET);
+}
+
+static void test_connect_timeout_v6(void **state)
+{
+	(void)state;
+	if (!have_ipv6_loopback())
+		fail_msg("no IPv6 loopback (::1) on this machine");
+	connect_timeout(AF_INET6);
 }
 
 static void test_connect_bad_name(void **state)
@@ -997,6 +1043,8 @@ int main(void)
 		cmocka_unit_test(test_plain_echo_localhost_name),
 		cmocka_unit_test(test_flush_wipes_buffer),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_connect_timeout_v4),
+		cmocka_unit_test(test_connect_timeout_v6),
 		cmocka_unit_test(test_connect_bad_name),
 		cmocka_unit_test(test_read_timeout),
 		cmocka_unit_test(test_handshake_timeout),
