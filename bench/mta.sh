@@ -44,18 +44,18 @@ mta__free_port() {
 s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# mta__wait_smtp PORT TLS(0|1) TRIES: waits (TRIES x 0.1 s at most) until PORT accepts
-# a connection; without TLS also until the 220 greeting arrives.
+# mta__wait_smtp PORT TLS(0|1) TRIES: waits (TRIES tries 0.1 s apart, 15 s at most) until
+# PORT accepts a connection; without TLS also until the 220 greeting arrives.
 mta__wait_smtp() {
-	local port=$1 tls=$2 tries=$3 i line
-	for ((i = 0; i < tries; i++)); do
+	local port=$1 tls=$2 tries=$3 i line end=$((SECONDS + 15))
+	for ((i = 0; i < tries && SECONDS < end; i++)); do
 		if { exec 7<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
 			if [ "$tls" = 1 ]; then
 				exec 7>&-
 				return 0
 			fi
 			line=""
-			IFS= read -r -t 2 line <&7
+			IFS= read -r -t 1 line <&7
 			printf 'QUIT\r\n' >&7 2>/dev/null
 			exec 7>&-
 			case "$line" in 220*) return 0 ;; esac
