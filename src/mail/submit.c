@@ -25,6 +25,7 @@
 #include "core/paths.h"
 #include "mail/account.h"
 #include "mail/address.h"
+#include "mail/verdict.h"
 
 /* ---- registry helpers ------------------------------------------------------ */
 
@@ -836,7 +837,7 @@ static void submit_rcpt_str(const struct outbox_item *it, char *out, size_t cap)
 static enum dm_status submit_outbox_status(enum dm_status st, int code,
                                            bool session)
 {
-	bool temp = session || smtp_failure_is_temporary(st, code);
+	bool temp = session || verdict_failure(st, code) == VERDICT_TEMPORARY;
 	if (temp)
 		return outbox_status_is_temporary(st) ? st : DM_ETEMPFAIL;
 	return outbox_status_is_temporary(st) ? DM_EPERMFAIL : st;
