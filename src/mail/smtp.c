@@ -1391,6 +1391,11 @@ enum dm_status smtp_client_send(struct smtp_client *c,
 	return DM_OK;
 }
 
+bool smtp_client_usable(const struct smtp_client *c)
+{
+	return c->state == SMTP_STATE_READY && !c->quit_sent;
+}
+
 const struct smtp_info *smtp_client_info(const struct smtp_client *c)
 {
 	return &c->info;

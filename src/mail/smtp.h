@@ -198,6 +198,10 @@ enum dm_status smtp_client_send(struct smtp_client *c,
                                 struct smtp_result *results, unsigned flags,
                                 struct dm_err *err);
 
+/* True while the session can take more messages (it did not fail and
+ * QUIT was not sent). */
+bool smtp_client_usable(const struct smtp_client *c);
+
 /* Negotiated details.  Never NULL for a live client. */
 const struct smtp_info *smtp_client_info(const struct smtp_client *c);
 
