@@ -66,6 +66,7 @@ struct outbox {
 struct ob_env {
 	char *buf;
 	char *rbuf;           /* the retry file's text, or NULL */
+	bool retry_file;      /* a retry file is there (whole or not) */
 	time_t created;
 	time_t next_try;
 	unsigned attempts;
@@ -413,6 +414,7 @@ static void ob_retry_read(const char *msgdir, struct ob_env *env)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
+	env->retry_file = true;
 	buf = malloc(OB_RETRY_MAX + 1);
 	if (!buf) {
 		close(fd);
@@ -1303,14 +1305,14 @@ static void ob_apply_move(struct outbox *ob, struct ob_slot *s,
 
 /* Files of a removed message: unlinked after the commit.  A crash leaves
  * tmp/<id>.del for the next open to clean; tmp/ is not fsynced. */
-static void ob_clean_removed(struct outbox *ob, const char *id)
+static void ob_clean_removed(struct outbox *ob, const char *id, bool retry)
 {
 	static const char *const files[] = { "msg", "env", "retry" };
 	char dir[DM_PATH_MAX], path[DM_PATH_MAX + 16];
 
 	if (snprintf(dir, sizeof(dir), "%s/%s.del", ob->tmp, id) >= (int)sizeof(dir))
 		return;
-	for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+	for (size_t k = 0; k < (retry ? 3u : 2u); k++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, files[k]);
 		(void)unlink(path);
 	}
@@ -1595,7 +1597,8 @@ static void ob_batch_apply(struct ob_worker *wk, size_t nsend, size_t nslots,
 	ob_commit_sync(ob, wk->slots, nsend, wk->out, c);
 	for (size_t i = 0; i < nsend; i++)
 		if (wk->out[i].state == OUTBOX_STATE_SENT && wk->slots[i].renamed)
-			ob_clean_removed(ob, wk->slots[i].id);
+			ob_clean_removed(ob, wk->slots[i].id,
+			                 wk->slots[i].env->retry_file);
 	flock(wk->lock_fd, LOCK_UN);
 }
 

@@ -1478,8 +1478,20 @@ static void test_two_deliverers(void **state)
 
 /* ---- SIGKILL at random points ------------------------------------------------------------ */
 
-#define CRASH_RUNS 50
-#define CRASH_MSGS 6   /* seq 1, 5: deferred once; seq 4: refused for good */
+#define CRASH_RUNS 56
+#define CRASH_MSGS 6   /* seq 1, 5: deferred once; seq 4: refused for good;
+                          seq 3: sent to its first recipient, kept for the
+                          second (odd seqs have two recipients) */
+
+/* Every step a run of the driver goes through; even runs kill at each in
+ * turn (the first time it happens), so each one is a crash point. */
+static const char *const crash_steps[] = {
+	"enqueue-tmp", "enqueue-msg", "enqueue-env", "enqueue-rename",
+	"enqueue-commit", "deliver-lock", "deliver-return", "remove-rename",
+	"remove-commit", "remove-clean", "retry-write", "env-write",
+	"fail-move", "fail-commit",
+};
+#define NCRASH_STEPS (sizeof(crash_steps) / sizeof(crash_steps[0]))
 #define MAX_MARKS 4096
 
 struct marks {
@@ -1552,23 +1564,52 @@ static bool marks_has(const struct marks *m, const char *prefix, const char *id)
 	return false;
 }
 
-/* Is there a "step N <name> <id>" marker? */
-static bool marks_step(const struct marks *m, const char *name, const char *id)
+/* Is line a "step N <name> <id>" marker? */
+static bool mark_is_step(const char *line, const char *name, const char *id)
 {
 	char tail[256];
 	snprintf(tail, sizeof(tail), " %.40s %.200s", name, id);
-	size_t tl = strlen(tail);
+	size_t tl = strlen(tail), l = strlen(line);
+	return !strncmp(line, "step ", 5) && l > tl && !strcmp(line + l - tl, tail);
+}
+
+/* The duplicate window of docs/outbox.md for a SIGKILL: the "server" began
+ * taking <id> and the outbox had not yet recorded it (the removal rename,
+ * or the shorter recipient list) when the process died. */
+static bool marks_unrecorded(const struct marks *m, const char *id)
+{
+	char accepting[128];
+	bool pending = false;
+	snprintf(accepting, sizeof(accepting), "accepting %.100s", id);
 	for (size_t i = 0; i < m->n; i++) {
-		size_t l = strlen(m->line[i]);
-		if (!strncmp(m->line[i], "step ", 5) && l > tl && !strcmp(m->line[i] + l - tl, tail))
-			return true;
+		if (!strcmp(m->line[i], accepting))
+			pending = true;
+		else if (mark_is_step(m->line[i], "remove-rename", id) ||
+		         mark_is_step(m->line[i], "env-write", id))
+			pending = false;
 	}
-	return false;
+	return pending;
+}
+
+/* The step name of the last "step N <name> <id>" marker, or "". */
+static const char *marks_last_step(const struct marks *m, char *out, size_t cap)
+{
+	out[0] = '\0';
+	for (size_t i = m->n; i-- > 0;) {
+		long n;
+		char name[64];
+		if (sscanf(m->line[i], "step %ld %63s", &n, name) == 2) {
+			snprintf(out, cap, "%s", name);
+			break;
+		}
+	}
+	return out;
 }
 
 struct rec {
 	char id[OUTBOX_ID_MAX];
 	unsigned seq;
+	char rcpt[256];     /* "a@x" or "a@x,b@y" */
 };
 
 /* Parses a sink; checks each complete record against root/orig/<seq>.  A
@@ -1583,11 +1624,11 @@ static size_t parse_sink(const char *root, const char *path, struct rec *recs,
 		return 0;
 	size_t off = 0;
 	while (off < len) {
-		char id[OUTBOX_ID_MAX];
+		char id[OUTBOX_ID_MAX], rcpt[256];
 		size_t blen;
 		int hl = 0;
-		if (sscanf(s + off, "REC %63s %zu\n%n", id, &blen, &hl) != 2 || hl == 0 ||
-		    off + (size_t)hl + blen + 1 > len) {
+		if (sscanf(s + off, "REC %63s %zu %255s\n%n", id, &blen, rcpt, &hl) != 3 ||
+		    hl == 0 || off + (size_t)hl + blen + 1 > len) {
 			if (!torn_ok)
 				fail_msg("%s: torn record at %zu", path, off);
 			break;
@@ -1606,6 +1647,7 @@ static size_t parse_sink(const char *root, const char *path, struct rec *recs,
 		free(orig);
 		assert_true(n < max);
 		snprintf(recs[n].id, sizeof(recs[n].id), "%s", id);
+		snprintf(recs[n].rcpt, sizeof(recs[n].rcpt), "%s", rcpt);
 		recs[n].seq = seq;
 		n++;
 		off += (size_t)hl + blen + 1;
@@ -1614,145 +1656,200 @@ static size_t parse_sink(const char *root, const char *path, struct rec *recs,
 	return n;
 }
 
-static void test_sigkill_random_points(void **state)
+/* Has rcpt list `list` ("a,b") the address `addr`? */
+static bool rcpt_has(const char *list, const char *addr)
 {
-	const char *bdir = getenv("DEVMAIL_BUILD_DIR");
-	char driver[DM_PATH_MAX];
-	unsigned self_kills = 0, outside_kills = 0, dups = 0;
-	(void)state;
+	size_t n = strlen(addr);
+	for (const char *p = list; p && *p;) {
+		const char *comma = strchr(p, ',');
+		size_t l = comma ? (size_t)(comma - p) : strlen(p);
+		if (l == n && !strncmp(p, addr, n))
+			return true;
+		p = comma ? comma + 1 : NULL;
+	}
+	return false;
+}
 
-	snprintf(driver, sizeof(driver), "%s/outboxcrash", bdir && *bdir ? bdir : ".");
-	assert_int_equal(access(driver, X_OK), 0);
+/* One run of the driver (killed somewhere), then a restart that delivers
+ * the rest; checks every (message, recipient) was served exactly once, or
+ * twice inside the duplicate window.  Returns whether run 1 was killed;
+ * *killed_at gets the last step name before a self-kill. */
+static bool crash_one(const char *driver, unsigned run, const char *kill,
+                      size_t kill_after, unsigned *dups, char *killed_at,
+                      size_t cap)
+{
+	char root[DM_PATH_MAX], sink1[DM_PATH_MAX + 16], sink2[DM_PATH_MAX + 16];
+	char seedbuf[32], countbuf[16], killbuf[64];
+	struct marks m1 = { 0 }, m2 = { 0 };
 
-	for (unsigned run = 0; run < CRASH_RUNS; run++) {
-		char root[DM_PATH_MAX], sink1[DM_PATH_MAX + 16], sink2[DM_PATH_MAX + 16];
-		char seedbuf[32], countbuf[16], killbuf[32];
-		uint64_t rng = 0x9e3779b97f4a7c15ull ^ (run * 0x100000001b3ull + 1);
-		struct marks m1 = { 0 }, m2 = { 0 };
-		size_t kill_after = 0;
-		long killstep = 0;
-
-		xs(&rng);
-		assert_non_null(testroot_make("outbox", root, sizeof(root)));
-		snprintf(sink1, sizeof(sink1), "%s/sink1", root);
-		snprintf(sink2, sizeof(sink2), "%s/sink2", root);
-		snprintf(seedbuf, sizeof(seedbuf), "%u", run + 1);
-		snprintf(countbuf, sizeof(countbuf), "%d", CRASH_MSGS);
-		/* Even runs: the driver kills itself at a chosen outbox step (every
-		 * step boundary gets hit across runs); odd runs: we kill it from
-		 * outside after a chosen number of marker lines (lands anywhere,
-		 * including inside a step). */
-		if (run % 2 == 0)
-			killstep = 1 + (long)(xs(&rng) % 75);   /* a full run has ~70 steps */
-		else
-			kill_after = 1 + (size_t)(xs(&rng) % 90);
-		snprintf(killbuf, sizeof(killbuf), "%ld", killstep);
-		char *argv1[] = { driver, "run", root, sink1, seedbuf, countbuf, killbuf, NULL };
-		int status = run_driver(argv1, &m1, kill_after);
-		bool crashed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
-		if (!crashed) {
-			assert_true(WIFEXITED(status));
-			assert_int_equal(WEXITSTATUS(status), 0);
-			assert_true(m1.n > 0);
-			assert_string_equal(m1.line[m1.n - 1], "done");
-		} else if (run % 2 == 0) {
-			self_kills++;
-		} else {
-			outside_kills++;
-		}
-
-		char *argv2[] = { driver, "finish", root, sink2, NULL };
-		status = run_driver(argv2, &m2, 0);
+	assert_non_null(testroot_make("outbox", root, sizeof(root)));
+	snprintf(sink1, sizeof(sink1), "%s/sink1", root);
+	snprintf(sink2, sizeof(sink2), "%s/sink2", root);
+	snprintf(seedbuf, sizeof(seedbuf), "%u", run + 1);
+	snprintf(countbuf, sizeof(countbuf), "%d", CRASH_MSGS);
+	snprintf(killbuf, sizeof(killbuf), "%s", kill);
+	char *argv1[] = { (char *)driver, "run", root, sink1, seedbuf, countbuf,
+	                  killbuf, NULL };
+	int status = run_driver(argv1, &m1, kill_after);
+	bool crashed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+	if (!crashed) {
 		assert_true(WIFEXITED(status));
 		assert_int_equal(WEXITSTATUS(status), 0);
-		assert_string_equal(m2.line[m2.n - 1], "done");
+		assert_true(m1.n > 0);
+		assert_string_equal(m1.line[m1.n - 1], "done");
+	}
+	marks_last_step(&m1, killed_at, cap);
 
-		struct rec recs[64];
-		size_t n1 = parse_sink(root, sink1, recs, 64, crashed);
-		size_t n2 = parse_sink(root, sink2, recs + n1, 64 - n1, false);
-		size_t total = n1 + n2;
+	char *argv2[] = { (char *)driver, "finish", root, sink2, NULL };
+	status = run_driver(argv2, &m2, 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_string_equal(m2.line[m2.n - 1], "done");
 
-		/* The message refused permanently (seq % 6 == 4) is in failed/,
-		 * intact, unless the kill fell before its failure was recorded
-		 * (then the restart delivered it). */
-		int failed_seq = -1;
-		size_t nfailed = count_entries(root, "failed");
-		assert_true(nfailed <= 1);
-		if (nfailed == 1) {
-			char fdir[DM_PATH_MAX + 32], fpath[DM_PATH_MAX + 128], opath[DM_PATH_MAX + 32];
-			snprintf(fdir, sizeof(fdir), "%s/spool/failed", root);
-			DIR *d = opendir(fdir);
-			assert_non_null(d);
-			struct dirent *de;
-			while ((de = readdir(d)) != NULL)
-				if (de->d_name[0] != '.')
-					snprintf(fpath, sizeof(fpath), "%s/%.64s/msg", fdir, de->d_name);
-			closedir(d);
-			size_t flen, olen;
-			char *fm = testroot_slurp(fpath, &flen);
-			assert_non_null(fm);
-			const char *x = strstr(fm, "X-Seq: ");
-			assert_non_null(x);
-			failed_seq = atoi(x + 7);
-			assert_int_equal(failed_seq % 6, 4);
-			snprintf(opath, sizeof(opath), "%s/orig/%d", root, failed_seq);
-			char *om = testroot_slurp(opath, &olen);
-			assert_non_null(om);
-			assert_int_equal(flen, olen);
-			assert_memory_equal(fm, om, flen);
-			free(fm);
-			free(om);
+	struct rec recs[64];
+	size_t n1 = parse_sink(root, sink1, recs, 64, crashed);
+	size_t n2 = parse_sink(root, sink2, recs + n1, 64 - n1, false);
+	size_t total = n1 + n2;
+
+	/* The message refused permanently (seq % 6 == 4) is in failed/,
+	 * intact, unless the kill fell before its failure was recorded (then
+	 * the restart delivered it). */
+	int failed_seq = -1;
+	size_t nfailed = count_entries(root, "failed");
+	assert_true(nfailed <= 1);
+	if (nfailed == 1) {
+		char fdir[DM_PATH_MAX + 32], fpath[DM_PATH_MAX + 128], opath[DM_PATH_MAX + 32];
+		snprintf(fdir, sizeof(fdir), "%s/spool/failed", root);
+		DIR *d = opendir(fdir);
+		assert_non_null(d);
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.')
+				snprintf(fpath, sizeof(fpath), "%s/%.64s/msg", fdir, de->d_name);
+		closedir(d);
+		size_t flen, olen;
+		char *fm = testroot_slurp(fpath, &flen);
+		assert_non_null(fm);
+		const char *x = strstr(fm, "X-Seq: ");
+		assert_non_null(x);
+		failed_seq = atoi(x + 7);
+		assert_int_equal(failed_seq % 6, 4);
+		snprintf(opath, sizeof(opath), "%s/orig/%d", root, failed_seq);
+		char *om = testroot_slurp(opath, &olen);
+		assert_non_null(om);
+		assert_int_equal(flen, olen);
+		assert_memory_equal(fm, om, flen);
+		free(fm);
+		free(om);
+	}
+
+	static const char *const rcpts[2] = { "ops@example.com", "backup@example.com" };
+	for (unsigned seq = 0; seq < CRASH_MSGS; seq++) {
+		char begin[32];
+		snprintf(begin, sizeof(begin), "%u", seq);
+		bool began = marks_has(&m1, "begin", begin);
+		bool queued = false;
+		for (size_t i = 0; i < m1.n; i++) {
+			unsigned s2;
+			if (sscanf(m1.line[i], "queued %u ", &s2) == 1 && s2 == seq)
+				queued = true;
 		}
-
-		for (unsigned seq = 0; seq < CRASH_MSGS; seq++) {
-			char begin[32];
-			snprintf(begin, sizeof(begin), "%u", seq);
-			bool began = marks_has(&m1, "begin", begin);
-			bool queued = false;
-			for (size_t i = 0; i < m1.n; i++) {
-				unsigned s2;
-				if (sscanf(m1.line[i], "queued %u ", &s2) == 1 && s2 == seq)
-					queued = true;
-			}
+		for (unsigned k = 0; k < 1 + seq % 2; k++) {
 			unsigned count = 0;
 			const char *id = NULL;
-			for (size_t i = 0; i < total; i++)
-				if (recs[i].seq == seq) {
-					if (id && strcmp(id, recs[i].id))
-						fail_msg("run %u: seq %u delivered under two ids", run, seq);
-					id = recs[i].id;
-					count++;
-				}
+			for (size_t i = 0; i < total; i++) {
+				if (recs[i].seq != seq)
+					continue;
+				if (id && strcmp(id, recs[i].id))
+					fail_msg("run %u: seq %u delivered under two ids", run, seq);
+				id = recs[i].id;
+				count += rcpt_has(recs[i].rcpt, rcpts[k]);
+			}
 			if ((int)seq == failed_seq) {
 				if (count)
 					fail_msg("run %u: seq %u both failed and delivered", run, seq);
 				continue;
 			}
 			if (queued && count == 0)
-				fail_msg("run %u: seq %u was queued but never delivered", run, seq);
+				fail_msg("run %u: seq %u was queued but never delivered to %s",
+				         run, seq, rcpts[k]);
 			if (!began && count)
 				fail_msg("run %u: seq %u delivered but never enqueued", run, seq);
 			if (count > 1) {
-				/* Allowed only when the kill fell after the "server" took
-				 * it and before the outbox recorded the delivery. */
-				bool window = crashed && marks_has(&m1, "accepting", id) &&
-				              !marks_step(&m1, "remove-rename", id);
-				if (!window || count > 2)
-					fail_msg("run %u: seq %u (%s) delivered %u times outside the crash window",
-					         run, seq, id, count);
-				dups++;
+				/* Allowed only when the kill fell after the "server"
+				 * took it and before the outbox recorded that. */
+				if (!crashed || !marks_unrecorded(&m1, id) || count > 2)
+					fail_msg("run %u: seq %u (%s) delivered %u times to %s "
+					         "outside the crash window", run, seq, id, count,
+					         rcpts[k]);
+				(*dups)++;
 			}
 		}
-		assert_int_equal(count_entries(root, "queue"), 0);
-		assert_int_equal(count_entries(root, "tmp"), 0);
-		marks_free(&m1);
-		marks_free(&m2);
-		assert_int_equal(testroot_remove(root), 0);
+	}
+	assert_int_equal(count_entries(root, "queue"), 0);
+	assert_int_equal(count_entries(root, "tmp"), 0);
+	marks_free(&m1);
+	marks_free(&m2);
+	assert_int_equal(testroot_remove(root), 0);
+	return crashed;
+}
+
+static void test_sigkill_random_points(void **state)
+{
+	const char *bdir = getenv("DEVMAIL_BUILD_DIR");
+	char driver[DM_PATH_MAX];
+	unsigned self_kills = 0, outside_kills = 0, dups = 0;
+	bool hit[NCRASH_STEPS] = { false };
+	(void)state;
+
+	snprintf(driver, sizeof(driver), "%s/outboxcrash", bdir && *bdir ? bdir : ".");
+	assert_int_equal(access(driver, X_OK), 0);
+
+	for (unsigned run = 0; run < CRASH_RUNS; run++) {
+		uint64_t rng = 0x9e3779b97f4a7c15ull ^ (run * 0x100000001b3ull + 1);
+		char kill[64], at[64];
+		size_t kill_after = 0;
+
+		xs(&rng);
+		/* Even runs: the driver kills itself at a named step, each name in
+		 * turn (first occurrence, then second); runs 1 mod 4: at a random
+		 * step number; runs 3 mod 4: we kill it from outside after a
+		 * random number of progress lines (lands anywhere, also inside a
+		 * step). */
+		if (run % 2 == 0) {
+			size_t k = (run / 2) % NCRASH_STEPS;
+			snprintf(kill, sizeof(kill), "%s@%zu", crash_steps[k],
+			         1 + (run / 2) / NCRASH_STEPS);
+		} else if (run % 4 == 1) {
+			snprintf(kill, sizeof(kill), "%ld", 1 + (long)(xs(&rng) % 80));
+		} else {
+			snprintf(kill, sizeof(kill), "0");
+			kill_after = 1 + (size_t)(xs(&rng) % 100);
+		}
+		bool crashed = crash_one(driver, run, kill, kill_after, &dups, at,
+		                         sizeof(at));
+		if (!crashed)
+			continue;
+		if (run % 4 == 3) {
+			outside_kills++;
+			continue;
+		}
+		self_kills++;
+		if (run % 2 == 0) {
+			/* the kill came right after the named step */
+			size_t k = (run / 2) % NCRASH_STEPS;
+			if (!strcmp(at, crash_steps[k]))
+				hit[k] = true;
+		}
 	}
 	print_message("outbox crash: %u self-kills at steps, %u kills from outside, %u allowed duplicates\n",
 	              self_kills, outside_kills, dups);
-	/* The kills must actually have happened (the test cannot pass vacuously). */
-	assert_true(self_kills >= CRASH_RUNS / 4);
+	/* The kills must actually have happened (the test cannot pass
+	 * vacuously), and at every step at least once. */
+	for (size_t k = 0; k < NCRASH_STEPS; k++)
+		if (!hit[k])
+			fail_msg("no run was killed right after step %s", crash_steps[k]);
+	assert_true(self_kills >= CRASH_RUNS / 3);
 	assert_true(outside_kills >= 1);
 }
 
