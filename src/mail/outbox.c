@@ -1458,9 +1458,12 @@ static size_t ob_drain_take(struct outbox_drain *dr, unsigned w, size_t max,
 	for (unsigned v = 0; n == 0 && v < dr->workers; v++)
 		if (!dr->started[v])
 			n = ob_take_range(dr, &dr->pos[v], dr->end[v], out, n, max);
-	bool left = dr->again_n > 0 || dr->next < dr->ids.n;
+	/* Nothing left that this worker could take (another worker's own
+	 * share stays with it). */
+	bool left = dr->again_n > 0 || dr->next < dr->ids.n ||
+	            dr->pos[w] < dr->end[w];
 	for (unsigned v = 0; v < dr->workers; v++)
-		left = left || dr->pos[v] < dr->end[v];
+		left = left || (!dr->started[v] && dr->pos[v] < dr->end[v]);
 	*last = !left;
 	pthread_mutex_unlock(&dr->mu);
 	return n;
