@@ -410,23 +410,15 @@ static int sm_err(enum dm_status st, const struct dm_err *e, const char *what)
 static int sm_run_queue(const char *root, struct registry *reg, bool verbose)
 {
 	struct sm_run run = { .verbose = verbose };
+	/* As sendmail -q: every queued message is tried now, whatever its
+	 * retry schedule says. */
 	struct submit_hooks h = {
 		.report = sm_report, .report_ctx = &run,
-		.transcript = verbose ? sm_transcript : NULL,
+		.transcript = verbose ? sm_transcript : NULL, .all = true,
 	};
-	struct outbox *ob = NULL;
 	struct dm_err e;
 	enum dm_status st;
 
-	/* As sendmail -q: every queued message is tried now, whatever its
-	 * retry schedule says. */
-	dm_err_clear(&e);
-	if ((st = submit_outbox_open(root, reg, &ob, &e)) ||
-	    (st = outbox_retry_now(ob, NULL, NULL, &e))) {
-		outbox_close(ob);
-		return sm_err(st, &e, "");
-	}
-	outbox_close(ob);
 	dm_err_clear(&e);
 	st = submit_deliver_due(root, reg, &h, NULL, &e);
 	if (st && run.reports == 0)

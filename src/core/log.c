@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,49 +158,61 @@ static int log_open_for(const struct log_paths *p, long max_size, size_t add,
 	return fd;
 }
 
-enum dm_status log_vwrite(const char *root, long max_size, struct dm_err *err,
-                          const char *fmt, va_list ap)
+/* Copies text into out[LOG_LINE_MAX + 1] as one line: cut at LOG_LINE_MAX
+ * bytes (never inside a UTF-8 sequence), control characters (CR, LF, tab,
+ * DEL, ...) turned into spaces, so one event is always one line and cannot
+ * forge a second one.  Returns the length. */
+static size_t log_clean(const char *text, char *out)
 {
-	char line[LOG_STAMP_LEN + LOG_LINE_MAX + 2];
-	char text[LOG_LINE_MAX + 1];
+	size_t tlen = strnlen(text, LOG_LINE_MAX + 1);
+	if (tlen >= LOG_LINE_MAX)   /* maybe cut (also by log_vwrite's buffer) */
+		tlen = log_utf8_trim(text, LOG_LINE_MAX);
+	text_one_line(text, tlen, out, tlen + 1, ' ');
+	return tlen;
+}
+
+enum dm_status log_write_lines(const char *root, long max_size,
+                               const char *const *lines, size_t n,
+                               struct dm_err *err)
+{
 	struct log_paths p;
 	enum dm_status st;
 
+	if (n == 0)
+		return DM_OK;
 	if (max_size <= 0)
 		max_size = LOG_DEFAULT_MAX_SIZE;
 	st = log_paths_make(root, &p, err);
 	if (st)
 		return st;
-
-	int n = vsnprintf(text, sizeof(text), fmt, ap);
-	if (n < 0)
-		return dm_err_set(err, DM_EINVAL, "log: bad format '%s'", fmt);
-	size_t tlen = (size_t)n;
-	if (tlen > LOG_LINE_MAX)
-		tlen = log_utf8_trim(text, LOG_LINE_MAX);
-	/* Control characters (CR, LF, tab, DEL, ...) become spaces, so one
-	 * event is always one line and cannot forge a second one. */
-	text_one_line(text, tlen, text, tlen + 1, ' ');
+	if (n > SIZE_MAX / (LOG_STAMP_LEN + LOG_LINE_MAX + 2))
+		return dm_err_set(err, DM_EINVAL, "log: too many lines at once");
+	char *buf = malloc(n * (LOG_STAMP_LEN + LOG_LINE_MAX + 2) + 1);
+	if (!buf)
+		return dm_err_set(err, DM_ENOMEM, "log: out of memory");
 
 	int lockfd;
 	st = log_lock(&p, LOCK_EX, 1, &lockfd, err);
-	if (st)
+	if (st) {
+		free(buf);
 		return st;
-
-	size_t len = log_stamp(line, sizeof(line));
-	memcpy(line + len, text, tlen);
-	len += tlen;
-	line[len++] = '\n';
-
-	st = DM_OK;
+	}
+	/* Stamped under the lock: the file stays in time order. */
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = log_stamp(buf + len, LOG_STAMP_LEN + 1);
+		len += k < LOG_STAMP_LEN ? k : LOG_STAMP_LEN;
+		len += log_clean(lines[i] ? lines[i] : "", buf + len);
+		buf[len++] = '\n';
+	}
 	int fd = log_open_for(&p, max_size, len, err);
 	if (fd < 0) {
 		st = DM_EIO;
 	} else {
-		/* One write on an O_APPEND fd: the line lands whole at the end. */
+		/* One write on an O_APPEND fd: the lines land whole at the end. */
 		ssize_t w;
 		do
-			w = write(fd, line, len);
+			w = write(fd, buf, len);
 		while (w < 0 && errno == EINTR);
 		if (w < 0)
 			st = dm_err_set(err, DM_EIO, "cannot write %s: %s", p.file,
@@ -212,7 +225,20 @@ enum dm_status log_vwrite(const char *root, long max_size, struct dm_err *err,
 			                strerror(errno));
 	}
 	close(lockfd);
+	free(buf);
 	return st;
+}
+
+enum dm_status log_vwrite(const char *root, long max_size, struct dm_err *err,
+                          const char *fmt, va_list ap)
+{
+	char text[LOG_LINE_MAX + 1];
+
+	int n = vsnprintf(text, sizeof(text), fmt, ap);
+	if (n < 0)
+		return dm_err_set(err, DM_EINVAL, "log: bad format '%s'", fmt);
+	const char *line = text;
+	return log_write_lines(root, max_size, &line, 1, err);
 }
 
 enum dm_status log_write(const char *root, long max_size, struct dm_err *err,

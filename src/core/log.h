@@ -31,6 +31,13 @@ enum dm_status log_vwrite(const char *root, long max_size, struct dm_err *err,
                           const char *fmt, va_list ap)
 	__attribute__((format(printf, 4, 0)));
 
+/* Appends n lines at once, each stamped and cleaned as by log_write():
+ * one lock, one open, one write (a delivery batch logs its outcomes so).
+ * NULL entries are empty lines.  Errors: as log_write(), DM_ENOMEM. */
+enum dm_status log_write_lines(const char *root, long max_size,
+                               const char *const *lines, size_t n,
+                               struct dm_err *err);
+
 /* Calls fn for each of the last n lines (oldest first), reading the rotated
  * file too when the current one has fewer.  `line` is NUL-terminated without
  * its newline and valid only during the call.  A missing log yields no lines

@@ -172,6 +172,16 @@ static const struct schema_key schema_table[] = {
 	  .summary = "longest retry delay",
 	  .description = "The longest wait between two retries of a message.",
 	  .see_also = "Outbox/RetryMin, Outbox/MaxAge" },
+	{ .name = "Outbox/Sessions", .type = SCHEMA_INT, .def = "2",
+	  .min = 1, .max = 8,
+	  .summary = "SMTP sessions that deliver the queue in parallel",
+	  .description = "How many connections to the mail server deliver "
+	    "the queued messages at the same time, as mail servers do: each "
+	    "session carries its share of the queue, one message after the "
+	    "other.  1 sends everything over one connection.  A server that "
+	    "allows fewer messages per connection is given a new connection "
+	    "for the rest.",
+	  .see_also = "OUTBOX, Outbox/RetryMin" },
 };
 
 const struct schema_key *schema_keys(size_t *n)

@@ -7,14 +7,20 @@
  *   spool/tmp/<id>/        an enqueue in progress
  *   spool/tmp/<id>.del/    a removal in progress
  *   spool/queue/<id>/msg   the RFC 5322 bytes, immutable once queued
- *   spool/queue/<id>/env   the envelope and retry state (versioned text),
- *                          replaced atomically (temp, fsync, rename, fsync)
- *   spool/failed/<id>/     same pair, state "failed", with the reason
+ *   spool/queue/<id>/env   the envelope (versioned text), durable; rewritten
+ *                          (temp, fsync, rename, fsync) only when the
+ *                          recipient list shrinks
+ *   spool/queue/<id>/retry retry state (attempts, next try, last error):
+ *                          advisory, replaced by rename, never fsynced
+ *   spool/failed/<id>/     the same files; retry holds the reason
  *
  * A message directory appears in queue/ and leaves it by rename(2) only, so
  * every crash leaves either the old or the new state.  A deliverer holds an
  * exclusive non-blocking flock() on queue/<id>/msg; a second deliverer that
- * cannot take it skips the message.
+ * cannot take it skips the message.  Delivery applies a whole batch of
+ * outcomes (renames out of queue/, retry files) and then fsyncs queue/ (and
+ * failed/) once: a crash before that fsync can resend a message the server
+ * already took (a duplicate), never lose one.
  */
 #include "mail/outbox.h"
 
@@ -22,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,20 +45,28 @@
 #define OB_VERSION 1
 #define OB_ENV_MAX (OUTBOX_MAX_RCPT * (OUTBOX_ADDR_MAX + 8) + 8192)
 #define OB_CHUNK 65536
-#define OB_REASON_MAX 1200
+#define OB_REASON_MAX OUTBOX_REASON_MAX
+#define OB_RETRY_FORMAT "DEVMAIL-OUTBOX-RETRY"
+#define OB_RETRY_MAX 4096          /* bytes in a retry file */
+#define OB_GIVE_BACK_MAX 8         /* requeues of one message in one drain */
+#define OB_WORKERS_MAX 16
 
 struct outbox {
 	char root[DM_PATH_MAX];
 	char tmp[DM_PATH_MAX];
 	char queue[DM_PATH_MAX];
 	char failed[DM_PATH_MAX];
-	int lock_fd;                 /* spool/lock */
+	char lockpath[DM_PATH_MAX];  /* spool/lock */
+	int lock_fd;                 /* spool/lock, for this thread's use */
 	struct outbox_options opt;
 };
 
-/* The envelope file parsed; strings point into buf. */
+/* The envelope file parsed, with the retry file over it; strings point
+ * into buf or rbuf. */
 struct ob_env {
 	char *buf;
+	char *rbuf;           /* the retry file's text, or NULL */
+	bool retry_file;      /* a retry file is there (whole or not) */
 	time_t created;
 	time_t next_try;
 	unsigned attempts;
@@ -204,6 +219,7 @@ static void ob_env_free(struct ob_env *env)
 {
 	if (env) {
 		free(env->buf);
+		free(env->rbuf);
 		free(env->rcpt);
 		free(env);
 	}
@@ -380,6 +396,127 @@ static enum dm_status ob_env_write(const char *msgdir, const struct ob_env *env,
 	return st;
 }
 
+/* ---- retry file ------------------------------------------------------------ */
+
+/* Puts msgdir/retry, when it is there and whole, over env's attempts, next
+ * try and last error.  Anything else (missing, torn by a crash, another
+ * version) leaves env as it is: the retry state is advisory.  Reading it
+ * costs one open when it is missing (a message never deferred). */
+static void ob_retry_read(const char *msgdir, struct ob_env *env)
+{
+	char path[DM_PATH_MAX];
+	char *buf;
+	size_t len = 0;
+	long long v = 0;
+
+	if (snprintf(path, sizeof(path), "%s/retry", msgdir) >= (int)sizeof(path))
+		return;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	env->retry_file = true;
+	buf = malloc(OB_RETRY_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return;
+	}
+	for (;;) {
+		ssize_t r = read(fd, buf + len, OB_RETRY_MAX - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0 || (len += (size_t)r) == OB_RETRY_MAX)
+			break;
+	}
+	close(fd);
+	buf[len] = '\0';
+	/* Whole: the format line first, "end" last, every number parses. */
+	unsigned attempts = 0;
+	time_t next = 0;
+	const char *error = "";
+	bool head = false, end = false, bad = false;
+	for (char *line = buf, *nl; !bad && !end && line && *line; line = nl) {
+		nl = strchr(line, '\n');
+		if (!nl) {
+			bad = true;       /* a torn last line */
+			break;
+		}
+		*nl++ = '\0';
+		char *val = strchr(line, ' ');
+		if (val)
+			*val++ = '\0';
+		else
+			val = line + strlen(line);
+		if (!head) {
+			head = !strcmp(line, OB_RETRY_FORMAT) &&
+			       ob_parse_num(val, &v) && v == 1;
+			bad = !head;
+		} else if (!strcmp(line, "attempts")) {
+			bad = !ob_parse_num(val, &v) || v > 1000000;
+			attempts = (unsigned)v;
+		} else if (!strcmp(line, "next")) {
+			bad = !ob_parse_num(val, &v);
+			next = (time_t)v;
+		} else if (!strcmp(line, "error")) {
+			error = val;
+		} else if (!strcmp(line, "end")) {
+			end = true;
+		}
+	}
+	if (bad || !end) {
+		free(buf);
+		return;
+	}
+	free(env->rbuf);
+	env->rbuf = buf;
+	env->attempts = attempts;
+	env->next_try = next;
+	env->error = error;
+}
+
+/* Replaces msgdir/retry (temp file, rename; no fsync: see ob_retry_read).
+ * Only the holder of the message's lock writes it. */
+static enum dm_status ob_retry_write(const char *msgdir, unsigned attempts,
+                                     time_t next, const char *error,
+                                     struct dm_err *err)
+{
+	char path[DM_PATH_MAX], tmp[DM_PATH_MAX], line[OB_REASON_MAX], buf[OB_RETRY_MAX];
+
+	if (snprintf(path, sizeof(path), "%s/retry", msgdir) >= (int)sizeof(path) ||
+	    snprintf(tmp, sizeof(tmp), "%s/retry.tmp", msgdir) >= (int)sizeof(tmp))
+		return dm_err_set(err, DM_EINVAL, "spool path too long: %s", msgdir);
+	ob_one_line(line, sizeof(line), error);
+	int n = snprintf(buf, sizeof(buf), "%s 1\nattempts %u\nnext %lld\n%s%s%send\n",
+	                 OB_RETRY_FORMAT, attempts, (long long)next,
+	                 line[0] ? "error " : "", line, line[0] ? "\n" : "");
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return dm_err_set(err, DM_EINVAL, "outbox: retry state too long");
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return dm_err_set(err, DM_EIO, "outbox: cannot create %s: %s", tmp,
+		                  strerror(errno));
+	int e = paths_write_all(fd, buf, (size_t)n);
+	if (close(fd) != 0 && e == 0)
+		e = errno;
+	if (e == 0 && rename(tmp, path) != 0)
+		e = errno;
+	if (e != 0) {
+		(void)unlink(tmp);
+		return dm_err_set(err, DM_EIO, "outbox: cannot write %s: %s", path,
+		                  strerror(e));
+	}
+	return DM_OK;
+}
+
+/* The envelope and the retry state of msgdir. */
+static enum dm_status ob_state_read(const char *msgdir, struct ob_env **out,
+                                    struct dm_err *err)
+{
+	enum dm_status st = ob_env_read(msgdir, out, err);
+	if (st == DM_OK)
+		ob_retry_read(msgdir, *out);
+	return st;
+}
+
 /* ---- open / close ----------------------------------------------------------- */
 
 /* Removes everything in spool/tmp when nobody holds the spool lock shared
@@ -417,12 +554,10 @@ out:
 	return st;
 }
 
-static enum dm_status ob_finish_failed_moves(struct outbox *ob, struct dm_err *err);
-
 enum dm_status outbox_open(const char *root, const struct outbox_options *opt,
                            struct outbox **out, struct dm_err *err)
 {
-	char spool[DM_PATH_MAX], lockpath[DM_PATH_MAX];
+	char spool[DM_PATH_MAX];
 	struct outbox *ob;
 	enum dm_status st;
 
@@ -444,7 +579,7 @@ enum dm_status outbox_open(const char *root, const struct outbox_options *opt,
 	    (st = paths_join(spool, "tmp", ob->tmp, sizeof(ob->tmp), err)) != DM_OK ||
 	    (st = paths_join(spool, "queue", ob->queue, sizeof(ob->queue), err)) != DM_OK ||
 	    (st = paths_join(spool, "failed", ob->failed, sizeof(ob->failed), err)) != DM_OK ||
-	    (st = paths_join(spool, "lock", lockpath, sizeof(lockpath), err)) != DM_OK) {
+	    (st = paths_join(spool, "lock", ob->lockpath, sizeof(ob->lockpath), err)) != DM_OK) {
 		free(ob);
 		return dm_err_set(err, DM_EINVAL, "outbox: root path too long");
 	}
@@ -454,16 +589,16 @@ enum dm_status outbox_open(const char *root, const struct outbox_options *opt,
 		free(ob);
 		return st;
 	}
-	ob->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	ob->lock_fd = open(ob->lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (ob->lock_fd < 0) {
 		st = dm_err_set(err, DM_EIO, "outbox: cannot open %s: %s",
-		                lockpath, strerror(errno));
+		                ob->lockpath, strerror(errno));
 		free(ob);
 		return st;
 	}
+	/* A queue entry left marked failed by an older version's interrupted
+	 * move is finished by the next delivery run that reaches it. */
 	st = ob_clean_tmp(ob, err);
-	if (st == DM_OK)
-		st = ob_finish_failed_moves(ob, err);
 	if (st != DM_OK) {
 		outbox_close(ob);
 		return st;
@@ -482,19 +617,6 @@ void outbox_close(struct outbox *ob)
 }
 
 /* ---- policy ------------------------------------------------------------------ */
-
-bool outbox_status_is_temporary(enum dm_status status)
-{
-	switch (status) {
-	case DM_ETEMPFAIL:
-	case DM_ENET:
-	case DM_ETIMEOUT:
-	case DM_EBUSY:
-		return true;
-	default:
-		return false;
-	}
-}
 
 long outbox_backoff(long retry_min, long retry_max, unsigned attempts, double u)
 {
@@ -828,37 +950,6 @@ out:
 	return st;
 }
 
-/* Records state failed + reason in the envelope, then renames the message
- * directory into failed/.  A crash in between leaves a queue entry marked
- * failed, which the next open (or delivery) moves on. */
-static enum dm_status ob_move_failed(struct outbox *ob, const char *id,
-                                     struct ob_env *env, const char *reason,
-                                     struct dm_err *err)
-{
-	char from[DM_PATH_MAX], to[DM_PATH_MAX];
-	enum dm_status st;
-
-	if ((st = ob_path(from, ob->queue, id, NULL, err)) != DM_OK ||
-	    (st = ob_path(to, ob->failed, id, NULL, err)) != DM_OK)
-		return st;
-	if (!env->failed || reason) {
-		env->failed = true;
-		if (reason)
-			env->error = reason;
-		if ((st = ob_env_write(from, env, err)) != DM_OK)
-			return st;
-		ob_step(ob, "env-write", id);
-	}
-	if (rename(from, to) != 0)
-		return dm_err_set(err, DM_EIO, "outbox: cannot move %s to %s: %s",
-		                  from, to, strerror(errno));
-	if ((st = paths_fsync_dir(ob->failed, err)) != DM_OK ||
-	    (st = paths_fsync_dir(ob->queue, err)) != DM_OK)
-		return st;
-	ob_step(ob, "fail-move", id);
-	return DM_OK;
-}
-
 /* ---- directory scans ----------------------------------------------------------- */
 
 struct ob_ids {
@@ -904,32 +995,7 @@ static enum dm_status ob_scan(const char *dir, struct ob_ids *ids,
 	return DM_OK;
 }
 
-static enum dm_status ob_finish_failed_moves(struct outbox *ob, struct dm_err *err)
-{
-	char dir[DM_PATH_MAX];
-	struct ob_ids ids;
-	enum dm_status st = ob_scan(ob->queue, &ids, err);
-
-	for (size_t i = 0; st == DM_OK && i < ids.n; i++) {
-		struct ob_env *env = NULL;
-		int fd;
-		if (ob_path(dir, ob->queue, ids.id[i], NULL, NULL) != DM_OK ||
-		    ob_env_read(dir, &env, NULL) != DM_OK)
-			continue;
-		if (env->failed && ob_lock(ob->queue, ids.id[i], &fd, NULL) == DM_OK) {
-			ob_env_free(env);
-			env = NULL;
-			if (ob_env_read(dir, &env, NULL) == DM_OK && env->failed)
-				st = ob_move_failed(ob, ids.id[i], env, NULL, err);
-			close(fd);
-		}
-		ob_env_free(env);
-	}
-	free(ids.id);
-	return st;
-}
-
-/* ---- delivery -------------------------------------------------------------------- */
+/* ---- delivery: slots --------------------------------------------------------------- */
 
 struct ob_src {
 	int fd;
@@ -954,13 +1020,75 @@ static enum dm_status ob_src_read(void *ctx, char *buf, size_t cap, size_t *got,
 	return DM_OK;
 }
 
+/* A queued id waiting in a drain, and how often it was given back. */
+struct ob_pending {
+	char id[OUTBOX_ID_MAX];
+	unsigned given_back;
+};
+
 /* One locked message of a batch. */
 struct ob_slot {
 	char id[OUTBOX_ID_MAX];
-	int fd;
-	struct ob_env *env;
+	char dir[DM_PATH_MAX];      /* queue/<id> */
+	int fd;                     /* queue/<id>/msg, flock()ed; its reader */
+	struct ob_env *env;         /* env with the retry state over it */
 	struct ob_src src;
+	unsigned given_back;
+	bool renamed;               /* moved out of queue/ by this batch */
+	enum { OB_SLOT_SEND, OB_SLOT_DAMAGED, OB_SLOT_MARKED } kind;
+	char damage[DM_ERR_TEXT];   /* OB_SLOT_DAMAGED: why env is unreadable */
 };
+
+static void ob_slot_release(struct ob_slot *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	ob_env_free(s->env);
+	s->env = NULL;
+}
+
+/* Locks id into slot and reads its state.  DM_OK with kind SEND: ready
+ * to deliver (with `due_only`, only when due; else released and
+ * DM_ENOTFOUND).  DM_OK with kind DAMAGED (env unreadable) or MARKED (an
+ * older version's interrupted move to failed/): locked, to be moved.
+ * Else released: DM_EBUSY, DM_ENOTFOUND, DM_EIO, DM_EINVAL (path). */
+static enum dm_status ob_slot_take(struct outbox *ob, struct ob_slot *s,
+                                   const char *id, bool due_only,
+                                   struct dm_err *err)
+{
+	enum dm_status st;
+	struct dm_err e;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	if ((st = ob_path(s->dir, ob->queue, id, NULL, err)) != DM_OK ||
+	    (st = ob_lock(ob->queue, id, &s->fd, err)) != DM_OK)
+		return st;
+	dm_err_clear(&e);
+	st = ob_state_read(s->dir, &s->env, &e);
+	if (st == DM_EINVAL) {
+		s->kind = OB_SLOT_DAMAGED;
+		snprintf(s->damage, sizeof(s->damage), "%s", e.msg);
+		return DM_OK;
+	}
+	if (st == DM_OK && s->env->failed)
+		s->kind = OB_SLOT_MARKED;
+	else if (st == DM_OK && due_only && s->env->next_try > ob_now(ob))
+		st = DM_ENOTFOUND;
+	if (st != DM_OK) {
+		if (st != DM_ENOTFOUND && err && !err->msg[0])
+			*err = e;
+		ob_slot_release(s);
+		return st;
+	}
+	if (s->kind == OB_SLOT_SEND)
+		ob_step(ob, "deliver-lock", id);
+	s->src.fd = s->fd;
+	s->src.id = s->id;
+	return DM_OK;
+}
 
 static void ob_item_fill(const struct outbox *ob, struct outbox_item *it,
                          const char *id, const struct ob_env *env)
@@ -996,362 +1124,703 @@ static void ob_reason(const struct outbox_outcome *o, char *out, size_t cap)
 	ob_one_line(out, cap, line);
 }
 
-/* Applies one outcome to a locked message.  Local errors are returned. */
-static enum dm_status ob_apply(struct outbox *ob, struct ob_slot *s,
-                               const struct outbox_outcome *o,
-                               struct outbox_stats *stats, struct dm_err *err)
-{
-	char dir[DM_PATH_MAX], reason[OB_REASON_MAX], expired[OB_REASON_MAX + 128];
-	char detail[OUTBOX_DETAIL_MAX];
-	enum dm_status st;
-	time_t now = ob_now(ob);
+/* ---- delivery: applying a batch ------------------------------------------------------ */
 
-	if ((st = ob_path(dir, ob->queue, s->id, NULL, err)) != DM_OK)
-		return st;
-	bool partial = o->nretry > 0 &&
-	    (o->status == DM_OK || outbox_status_is_temporary(o->status));
-	if (partial) {
-		/* Keep only the recipients to retry; the env rewrite below
-		 * (deferred or failed) makes the new list durable.  A crash
-		 * before it leaves the old list: the accepted recipients may
-		 * get the message again (the duplicate window of
-		 * docs/outbox.md), nobody loses it. */
-		size_t n = 0;
-		for (size_t k = 0; k < s->env->nrcpt && k < OUTBOX_MAX_RCPT; k++)
-			if (o->retry[k])
-				s->env->rcpt[n++] = s->env->rcpt[k];
-		if (n == 0)
-			partial = false;      /* nothing to retry: as if no list */
-		else
-			s->env->nrcpt = n;
-	}
-	if (o->status == DM_OK && partial) {
-		ob_one_line(detail, sizeof(detail), o->detail);
-		log_write(ob->root, ob->opt.log_max_size, NULL, "sent %s%s%s", s->id,
-		          detail[0] ? " " : "", detail);
-	} else if (o->status == DM_OK) {
-		st = ob_remove(ob, ob->queue, s->id, err);
-		if (st != DM_OK)
-			return st;
-		stats->sent++;
-		ob_one_line(detail, sizeof(detail), o->detail);
-		log_write(ob->root, ob->opt.log_max_size, NULL, "sent %s%s%s", s->id,
-		          detail[0] ? " " : "", detail);
-		return DM_OK;
-	}
-	ob_reason(o, reason, sizeof(reason));
-	if (outbox_status_is_temporary(o->status) || o->status == DM_OK) {
-		unsigned attempts = s->env->attempts + 1;
-		if (now - s->env->created < ob->opt.max_age) {
-			long delay = outbox_backoff(ob->opt.retry_min, ob->opt.retry_max,
-			                            attempts, ob_jitter(ob));
-			s->env->attempts = attempts;
-			s->env->next_try = now + delay;
-			s->env->error = reason;
-			if ((st = ob_env_write(dir, s->env, err)) != DM_OK)
-				return st;
-			ob_step(ob, "env-write", s->id);
-			stats->deferred++;
-			log_write(ob->root, ob->opt.log_max_size, NULL,
-			          "deferred %s: %s; next try in %lds", s->id, reason, delay);
-			return DM_OK;
-		}
-		s->env->attempts = attempts;
-		snprintf(expired, sizeof(expired),
-		         "expired after %ld s in the queue (%u attempts, Outbox/MaxAge %ld s); last error: %s",
-		         (long)(now - s->env->created), attempts, ob->opt.max_age, reason);
-		ob_one_line(reason, sizeof(reason), expired);
-	} else {
-		s->env->attempts++;
-	}
-	st = ob_move_failed(ob, s->id, s->env, reason, err);
-	if (st != DM_OK)
-		return st;
-	stats->failed++;
-	log_write(ob->root, ob->opt.log_max_size, NULL, "failed %s: %s", s->id, reason);
-	return DM_OK;
+/* What applying one batch collects: renames to make durable, directories
+ * to clean, log lines, messages to give back. */
+struct ob_commit {
+	bool queue_dirty;           /* something left queue/ */
+	bool failed_dirty;          /* something entered failed/ */
+	char **lines;               /* log lines, malloc'd */
+	size_t nlines;
+	enum dm_status st;          /* first local error */
+	struct dm_err err;
+};
+
+static void ob_commit_log(struct ob_commit *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void ob_commit_log(struct ob_commit *c, const char *fmt, ...)
+{
+	char *line = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&line, fmt, ap);
+	va_end(ap);
+	if (n >= 0)
+		c->lines[c->nlines++] = line;   /* room: 2 per slot */
 }
 
-static void ob_slot_release(struct ob_slot *s)
+static void ob_commit_fail(struct ob_commit *c, enum dm_status st,
+                           const struct dm_err *e)
 {
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
-	ob_env_free(s->env);
-	s->env = NULL;
+	if (c->st == DM_OK) {
+		c->st = st;
+		if (e)
+			c->err = *e;
+	}
 }
 
-/* Locks id into slot and reads its envelope.  With `due_only`, a message
- * that is not due (any more) is released and DM_ENOTFOUND returned; one
- * marked failed is moved on and DM_ENOTFOUND returned. */
-static enum dm_status ob_slot_take(struct outbox *ob, struct ob_slot *s,
-                                   const char *id, bool due_only,
-                                   struct dm_err *err)
+/* Removal, part one: queue/<id> -> tmp/<id>.del.  Durable at the batch's
+ * fsync of queue/ (the commit point); the files go after it.  When the
+ * rename fails the message stays queued (and is sent again later): a local
+ * error for the run. */
+static void ob_apply_remove(struct outbox *ob, struct ob_slot *s,
+                            struct ob_commit *c)
 {
-	char dir[DM_PATH_MAX];
-	enum dm_status st;
-
-	memset(s, 0, sizeof(*s));
-	s->fd = -1;
-	snprintf(s->id, sizeof(s->id), "%s", id);
-	if ((st = ob_path(dir, ob->queue, id, NULL, err)) != DM_OK)
-		return st;
-	if ((st = ob_lock(ob->queue, id, &s->fd, err)) != DM_OK)
-		return st;
-	st = ob_env_read(dir, &s->env, err);
-	if (st == DM_OK && s->env->failed) {
-		st = ob_move_failed(ob, id, s->env, NULL, err);
-		if (st == DM_OK)
-			st = DM_ENOTFOUND;
-	} else if (st == DM_OK && due_only && s->env->next_try > ob_now(ob)) {
-		st = DM_ENOTFOUND;
-	}
-	if (st != DM_OK) {
-		ob_slot_release(s);
-		return st;
-	}
-	ob_step(ob, "deliver-lock", id);
-	s->src.fd = s->fd;
-	s->src.id = s->id;
-	return DM_OK;
-}
-
-/* Moves queue/<id>, whose env cannot be read, to failed/ as it is (the
- * files are kept for the operator; OUTBOX -f lists it as damaged) and logs
- * "failed <id>: <reason>".  Best effort: a message locked by someone else
- * or a local error leaves it where it is for the next run. */
-static void ob_move_damaged(struct outbox *ob, const char *id,
-                            struct outbox_stats *stats)
-{
-	char dir[DM_PATH_MAX], from[DM_PATH_MAX], to[DM_PATH_MAX];
-	struct ob_env *env = NULL;
+	char to[DM_PATH_MAX];
 	struct dm_err e;
-	int fd = -1;
 
 	dm_err_clear(&e);
-	if (ob_path(from, ob->queue, id, NULL, NULL) != DM_OK ||
-	    ob_path(to, ob->failed, id, NULL, NULL) != DM_OK)
-		return;
-	snprintf(dir, sizeof(dir), "%s", from);
-	if (ob_lock(ob->queue, id, &fd, NULL) != DM_OK)
-		return;
-	/* re-read under the lock: a writer may have just replaced it */
-	if (ob_env_read(dir, &env, &e) != DM_EINVAL) {
-		ob_env_free(env);
-		close(fd);
+	if (snprintf(to, sizeof(to), "%s/%s.del", ob->tmp, s->id) >= (int)sizeof(to) ||
+	    rename(s->dir, to) != 0) {
+		dm_err_set(&e, DM_EIO, "outbox: cannot rename %s: %s", s->dir,
+		           strerror(errno));
+		ob_commit_fail(c, DM_EIO, &e);
 		return;
 	}
-	if (rename(from, to) == 0) {
-		(void)paths_fsync_dir(ob->failed, NULL);
-		(void)paths_fsync_dir(ob->queue, NULL);
-		ob_step(ob, "fail-move", id);
-		stats->failed++;
-		log_write(ob->root, ob->opt.log_max_size, NULL,
-		          "failed %s: damaged envelope, not delivered: %s", id, e.msg);
-	}
-	close(fd);
+	s->renamed = true;
+	c->queue_dirty = true;
+	ob_step(ob, "remove-rename", s->id);
 }
 
-/* Hands n locked slots to fn and applies the outcomes. */
-static enum dm_status ob_run(struct outbox *ob, struct ob_slot *slots, size_t n,
-                             outbox_batch_fn fn, void *ctx,
-                             struct outbox_stats *stats,
-                             struct outbox_outcome *first, struct dm_err *err)
+/* queue/<id> -> failed/<id> (durable at the batch's fsyncs), then the
+ * reason into failed/<id>/retry. */
+static bool ob_apply_fail_move(struct outbox *ob, struct ob_slot *s,
+                               unsigned attempts, const char *reason,
+                               struct ob_commit *c)
 {
-	struct outbox_item *items = calloc(n, sizeof(*items));
-	struct mail_source *msgs = calloc(n, sizeof(*msgs));
-	struct outbox_outcome *out = calloc(n, sizeof(*out));
+	char to[DM_PATH_MAX];
+	struct dm_err e;
+
+	dm_err_clear(&e);
+	if (ob_path(to, ob->failed, s->id, NULL, &e) != DM_OK ||
+	    rename(s->dir, to) != 0) {
+		if (!e.msg[0])
+			dm_err_set(&e, DM_EIO, "outbox: cannot move %s to %s: %s",
+			           s->dir, to, strerror(errno));
+		ob_commit_fail(c, DM_EIO, &e);
+		return false;
+	}
+	s->renamed = true;
+	c->queue_dirty = c->failed_dirty = true;
+	ob_step(ob, "fail-move", s->id);
+	if (reason && ob_retry_write(to, attempts, 0, reason, NULL) == DM_OK)
+		ob_step(ob, "retry-write", s->id);
+	return true;
+}
+
+/* Keeps only the recipients marked in o->retry; false when none is. */
+static bool ob_narrow(struct ob_env *env, const struct outbox_outcome *o)
+{
+	size_t n = 0;
+	for (size_t k = 0; k < env->nrcpt && k < OUTBOX_MAX_RCPT; k++)
+		if (o->retry[k])
+			env->rcpt[n++] = env->rcpt[k];
+	if (n == 0)
+		return false;
+	env->nrcpt = n;
+	return true;
+}
+
+/* Applies one outcome to a locked message (see struct outbox_outcome). */
+static void ob_apply(struct outbox *ob, struct ob_slot *s,
+                     struct outbox_outcome *o, struct outbox_stats *stats,
+                     struct ob_commit *c)
+{
+	char detail[OUTBOX_DETAIL_MAX], expired[OB_REASON_MAX + 160];
+	enum verdict_kind kind = o->verdict.message;
+	time_t now = ob_now(ob);
+
+	o->attempts = s->env->attempts + 1;
+	ob_one_line(detail, sizeof(detail), o->detail);
+	/* Kept for some recipients only: the shorter list is written durably
+	 * below (until then they may all get the message again: the duplicate
+	 * window of docs/outbox.md, never a loss). */
+	bool narrowed = kind != VERDICT_PERMANENT && o->verdict.nretry > 0 &&
+	                ob_narrow(s->env, o);
+	if (kind == VERDICT_SENT) {
+		ob_commit_log(c, "sent %s%s%s", s->id, detail[0] ? " " : "", detail);
+		if (!narrowed) {
+			/* The server has it: SENT even if the removal fails (then
+			 * it is a local error, and a duplicate later). */
+			ob_apply_remove(ob, s, c);
+			o->state = OUTBOX_STATE_SENT;
+			stats->sent++;
+			return;
+		}
+	}
+	ob_reason(o, o->reason, sizeof(o->reason));
+	if (kind != VERDICT_PERMANENT && now - s->env->created >= ob->opt.max_age) {
+		snprintf(expired, sizeof(expired),
+		         "expired after %ld s in the queue (%u attempts, Outbox/MaxAge %ld s); last error: %s",
+		         (long)(now - s->env->created), o->attempts, ob->opt.max_age,
+		         o->reason);
+		ob_one_line(o->reason, sizeof(o->reason), expired);
+		o->expired = true;
+		kind = VERDICT_PERMANENT;
+	}
+	if (narrowed) {
+		struct dm_err e;
+		dm_err_clear(&e);
+		enum dm_status st = ob_env_write(s->dir, s->env, &e);
+		if (st != DM_OK) {
+			ob_commit_fail(c, st, &e);
+			return;
+		}
+		ob_step(ob, "env-write", s->id);
+	}
+	if (kind == VERDICT_PERMANENT) {
+		if (!ob_apply_fail_move(ob, s, o->attempts, o->reason, c))
+			return;
+		o->state = OUTBOX_STATE_FAILED;
+		stats->failed++;
+		ob_commit_log(c, "failed %s: %s", s->id, o->reason);
+		return;
+	}
+	long delay = outbox_backoff(ob->opt.retry_min, ob->opt.retry_max,
+	                            o->attempts, ob_jitter(ob));
+	o->next_try = now + delay;
+	o->next_try_in = delay;
+	o->state = OUTBOX_STATE_DEFERRED;
+	/* Advisory: if it is lost, the next try comes sooner. */
+	if (ob_retry_write(s->dir, o->attempts, o->next_try, o->reason, NULL) == DM_OK)
+		ob_step(ob, "retry-write", s->id);
+	stats->deferred++;
+	ob_commit_log(c, "deferred %s: %s; next try in %lds", s->id, o->reason, delay);
+}
+
+/* Moves a message that will not be delivered (damaged env, or marked
+ * failed by an older version) to failed/ as it is. */
+static void ob_apply_move(struct outbox *ob, struct ob_slot *s,
+                          struct outbox_stats *stats, struct ob_commit *c)
+{
+	if (!ob_apply_fail_move(ob, s, 0, NULL, c))
+		return;
+	if (s->kind == OB_SLOT_DAMAGED) {
+		stats->failed++;
+		ob_commit_log(c, "failed %s: damaged envelope, not delivered: %s",
+		              s->id, s->damage);
+	}
+}
+
+/* Files of a removed message: unlinked after the commit.  A crash leaves
+ * tmp/<id>.del for the next open to clean; tmp/ is not fsynced. */
+static void ob_clean_removed(struct outbox *ob, const char *id, bool retry)
+{
+	static const char *const files[] = { "msg", "env", "retry" };
+	char dir[DM_PATH_MAX], path[DM_PATH_MAX + 16];
+
+	if (snprintf(dir, sizeof(dir), "%s/%s.del", ob->tmp, id) >= (int)sizeof(dir))
+		return;
+	for (size_t k = 0; k < (retry ? 3u : 2u); k++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[k]);
+		(void)unlink(path);
+	}
+	if (rmdir(dir) != 0 && errno != ENOENT)
+		(void)ob_rmtree(dir, NULL);   /* something else in it */
+	ob_step(ob, "remove-clean", id);
+}
+
+/* The commit point of a batch: one fsync of each directory that changed. */
+static void ob_commit_sync(struct outbox *ob, struct ob_slot *slots, size_t n,
+                           const struct outbox_outcome *out, struct ob_commit *c)
+{
+	struct dm_err e;
+	enum dm_status st;
+
+	dm_err_clear(&e);
+	if (c->queue_dirty && (st = paths_fsync_dir(ob->queue, &e)) != DM_OK)
+		ob_commit_fail(c, st, &e);
+	if (c->failed_dirty && (st = paths_fsync_dir(ob->failed, &e)) != DM_OK)
+		ob_commit_fail(c, st, &e);
+	for (size_t i = 0; i < n; i++) {
+		if (!slots[i].renamed)
+			continue;
+		if (out[i].state == OUTBOX_STATE_SENT)
+			ob_step(ob, "remove-commit", slots[i].id);
+		else if (out[i].state == OUTBOX_STATE_FAILED)
+			ob_step(ob, "fail-commit", slots[i].id);
+	}
+}
+
+/* ---- drains ------------------------------------------------------------------------------ */
+
+struct outbox_drain {
+	struct outbox *ob;
+	unsigned flags;
+	bool one;                    /* outbox_deliver_one: one named id */
+	unsigned workers;
+	pthread_mutex_t mu;
+	struct ob_ids ids;           /* the queue when the drain was opened */
+	size_t next;                 /* first id of the shared rest */
+	size_t pos[OB_WORKERS_MAX];  /* each worker's own share: [pos, end) */
+	size_t end[OB_WORKERS_MAX];
+	bool started[OB_WORKERS_MAX];
+	struct ob_pending *again;    /* given back, first out first */
+	size_t again_head, again_n, again_cap;
+	struct outbox_stats stats;
+	/* outbox_deliver_one */
+	enum dm_status one_st;       /* why the id could not be taken */
+	struct dm_err one_err;
+	struct outbox_outcome one_out;
+	bool one_done;
+};
+
+enum dm_status outbox_drain_open(struct outbox *ob, unsigned flags,
+                                 unsigned workers, struct outbox_drain **out,
+                                 struct dm_err *err)
+{
+	struct outbox_drain *dr;
+	enum dm_status st;
+
+	*out = NULL;
+	if (workers < 1 || workers > OB_WORKERS_MAX)
+		return dm_err_set(err, DM_EINVAL, "outbox: %u workers (1 to %d)",
+		                  workers, OB_WORKERS_MAX);
+	dr = calloc(1, sizeof(*dr));
+	if (!dr)
+		return dm_err_set(err, DM_ENOMEM, "outbox: out of memory");
+	if ((st = ob_scan(ob->queue, &dr->ids, err)) != DM_OK) {
+		free(dr);
+		return st;
+	}
+	dr->ob = ob;
+	dr->flags = flags;
+	dr->workers = workers;
+	pthread_mutex_init(&dr->mu, NULL);
+	/* Each worker's first share, so that every one gets work when there
+	 * is enough: ceil(n / workers), at most a batch. */
+	size_t share = (dr->ids.n + workers - 1) / workers;
+	if (share > OUTBOX_BATCH_MAX)
+		share = OUTBOX_BATCH_MAX;
+	for (unsigned w = 0; w < workers; w++) {
+		size_t a = w * share, b = a + share;
+		dr->pos[w] = a < dr->ids.n ? a : dr->ids.n;
+		dr->end[w] = b < dr->ids.n ? b : dr->ids.n;
+	}
+	dr->next = dr->end[workers - 1];
+	*out = dr;
+	return DM_OK;
+}
+
+size_t outbox_drain_size(const struct outbox_drain *dr)
+{
+	return dr->ids.n;
+}
+
+void outbox_drain_close(struct outbox_drain *dr, struct outbox_stats *stats)
+{
+	if (!dr)
+		return;
+	if (stats) {
+		stats->sent += dr->stats.sent;
+		stats->deferred += dr->stats.deferred;
+		stats->failed += dr->stats.failed;
+		stats->busy += dr->stats.busy;
+		stats->requeued += dr->stats.requeued;
+	}
+	pthread_mutex_destroy(&dr->mu);
+	free(dr->again);
+	free(dr->ids.id);
+	free(dr);
+}
+
+/* Copies ids[*pos, end) into out (up to max); returns how many. */
+static size_t ob_take_range(struct outbox_drain *dr, size_t *pos, size_t end,
+                            struct ob_pending *out, size_t have, size_t max)
+{
+	while (have < max && *pos < end) {
+		memcpy(out[have].id, dr->ids.id[(*pos)++], OUTBOX_ID_MAX);
+		out[have++].given_back = 0;
+	}
+	return have;
+}
+
+/* The next batch for worker w: given-back ids first, then its own share,
+ * then the shared rest, then the share of a worker that never started. */
+static size_t ob_drain_take(struct outbox_drain *dr, unsigned w, size_t max,
+                            struct ob_pending *out, bool *last)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&dr->mu);
+	dr->started[w] = true;
+	while (n < max && dr->again_n > 0) {
+		out[n++] = dr->again[dr->again_head++];
+		dr->again_n--;
+	}
+	if (dr->again_n == 0)
+		dr->again_head = 0;
+	if (n == 0)
+		n = ob_take_range(dr, &dr->pos[w], dr->end[w], out, n, max);
+	if (n == 0)
+		n = ob_take_range(dr, &dr->next, dr->ids.n, out, n, max);
+	for (unsigned v = 0; n == 0 && v < dr->workers; v++)
+		if (!dr->started[v])
+			n = ob_take_range(dr, &dr->pos[v], dr->end[v], out, n, max);
+	/* Nothing left that this worker could take (another worker's own
+	 * share stays with it). */
+	bool left = dr->again_n > 0 || dr->next < dr->ids.n ||
+	            dr->pos[w] < dr->end[w];
+	for (unsigned v = 0; v < dr->workers; v++)
+		left = left || (!dr->started[v] && dr->pos[v] < dr->end[v]);
+	*last = !left;
+	pthread_mutex_unlock(&dr->mu);
+	return n;
+}
+
+/* Gives messages back to the run (outcome.requeue). */
+static enum dm_status ob_drain_give_back(struct outbox_drain *dr,
+                                         const struct ob_pending *p, size_t n,
+                                         struct dm_err *err)
+{
 	enum dm_status st = DM_OK;
 
-	if (!items || !msgs || !out) {
-		st = dm_err_set(err, DM_ENOMEM, "outbox: out of memory");
-		goto done;
+	if (n == 0)
+		return DM_OK;
+	pthread_mutex_lock(&dr->mu);
+	if (dr->again_head > 0) {
+		memmove(dr->again, dr->again + dr->again_head,
+		        dr->again_n * sizeof(*dr->again));
+		dr->again_head = 0;
 	}
-	for (size_t i = 0; i < n; i++) {
-		ob_item_fill(ob, &items[i], slots[i].id, slots[i].env);
-		msgs[i].read = ob_src_read;
-		msgs[i].ctx = &slots[i].src;
-		out[i].status = DM_EIO;     /* "not attempted" unless fn says so */
+	if (dr->again_n + n > dr->again_cap) {
+		size_t cap = (dr->again_n + n) * 2;
+		void *q = realloc(dr->again, cap * sizeof(*dr->again));
+		if (!q)
+			st = dm_err_set(err, DM_ENOMEM, "outbox: out of memory");
+		else {
+			dr->again = q;
+			dr->again_cap = cap;
+		}
 	}
-	fn(ctx, n, items, msgs, out);
-	for (size_t i = 0; i < n; i++) {
-		if (out[i].status != DM_OK && !out[i].err.msg[0] && !out[i].err.smtp_code)
-			dm_err_set(&out[i].err, out[i].status, "%s",
-			           out[i].status == DM_EIO ? "not attempted by the delivery callback"
-			                                   : dm_status_str(out[i].status));
-		ob_step(ob, "deliver-return", slots[i].id);
+	if (st == DM_OK) {
+		memcpy(dr->again + dr->again_n, p, n * sizeof(*p));
+		dr->again_n += n;
 	}
-	for (size_t i = 0; i < n; i++) {
-		enum dm_status a = ob_apply(ob, &slots[i], &out[i], stats, err);
-		if (a != DM_OK && st == DM_OK)
-			st = a;
-	}
-	if (first)
-		*first = out[0];
-done:
-	free(items);
-	free(msgs);
-	free(out);
+	pthread_mutex_unlock(&dr->mu);
 	return st;
 }
+
+/* One worker's buffers for a batch. */
+struct ob_worker {
+	struct outbox_drain *dr;
+	const struct outbox_deliverer *d;
+	size_t max;
+	int lock_fd;                 /* its own spool/lock descriptor */
+	struct ob_pending *pend;
+	struct ob_slot *slots;
+	struct outbox_item *items;
+	struct mail_source *msgs;
+	struct outbox_outcome *out;
+	struct ob_pending *back;
+	struct outbox_stats stats;
+};
+
+/* Locks the taken ids into slots: the ones to send first (0..*nsend), the
+ * ones to move after them (*nsend..*nslots). */
+static enum dm_status ob_batch_lock(struct ob_worker *wk, size_t ntaken,
+                                    size_t *nsend, size_t *nslots,
+                                    struct dm_err *err)
+{
+	struct outbox_drain *dr = wk->dr;
+	bool due_only = !(dr->flags & OUTBOX_DRAIN_ALL) && !dr->one;
+	size_t ns = 0, nm = 0;   /* sends fill slots from the front, moves
+	                            from the back */
+	enum dm_status st = DM_OK;
+
+	for (size_t i = 0; i < ntaken && st == DM_OK; i++) {
+		struct ob_slot s;
+		struct dm_err e;
+		dm_err_clear(&e);
+		enum dm_status t = ob_slot_take(dr->ob, &s, wk->pend[i].id, due_only, &e);
+		if (t == DM_OK && dr->one && s.kind == OB_SLOT_DAMAGED) {
+			/* Named by the caller: refused, left where it is. */
+			dm_err_set(&dr->one_err, DM_EINVAL, "%s", s.damage);
+			dr->one_st = DM_EINVAL;
+			ob_slot_release(&s);
+			continue;
+		}
+		if (t == DM_OK) {
+			s.given_back = wk->pend[i].given_back;
+			if (s.kind == OB_SLOT_SEND)
+				wk->slots[ns++] = s;
+			else
+				wk->slots[wk->max - ++nm] = s;
+			continue;
+		}
+		if (t == DM_EBUSY)
+			wk->stats.busy++;
+		if (dr->one && (t == DM_EBUSY || t == DM_ENOTFOUND)) {
+			dr->one_st = t;
+			continue;
+		}
+		if (t != DM_EBUSY && t != DM_ENOTFOUND) {
+			st = t;
+			if (err)
+				*err = e;
+		}
+	}
+	memmove(wk->slots + ns, wk->slots + wk->max - nm, nm * sizeof(*wk->slots));
+	*nsend = ns;
+	*nslots = ns + nm;
+	return st;
+}
+
+/* Applies the outcomes of a batch, commits it, cleans, logs. */
+static void ob_batch_apply(struct ob_worker *wk, size_t nsend, size_t nslots,
+                           struct ob_commit *c, size_t *nback)
+{
+	struct outbox *ob = wk->dr->ob;
+
+	*nback = 0;
+	while (flock(wk->lock_fd, LOCK_SH) != 0)
+		if (errno != EINTR) {
+			struct dm_err e;
+			dm_err_clear(&e);
+			dm_err_set(&e, DM_EIO, "outbox: cannot lock the spool: %s",
+			           strerror(errno));
+			ob_commit_fail(c, DM_EIO, &e);
+			return;
+		}
+	for (size_t i = 0; i < nsend; i++) {
+		struct outbox_outcome *o = &wk->out[i];
+		struct ob_slot *s = &wk->slots[i];
+		if (o->requeue && s->given_back < OB_GIVE_BACK_MAX) {
+			o->state = OUTBOX_STATE_PENDING;   /* not an attempt: untouched */
+			memcpy(wk->back[*nback].id, s->id, OUTBOX_ID_MAX);
+			wk->back[(*nback)++].given_back = s->given_back + 1;
+			wk->stats.requeued++;
+			continue;
+		}
+		ob_apply(ob, s, o, &wk->stats, c);
+	}
+	for (size_t i = nsend; i < nslots; i++)
+		ob_apply_move(ob, &wk->slots[i], &wk->stats, c);
+	ob_commit_sync(ob, wk->slots, nsend, wk->out, c);
+	for (size_t i = 0; i < nsend; i++)
+		if (wk->out[i].state == OUTBOX_STATE_SENT && wk->slots[i].renamed)
+			ob_clean_removed(ob, wk->slots[i].id,
+			                 wk->slots[i].env->retry_file);
+	flock(wk->lock_fd, LOCK_UN);
+}
+
+/* One batch: lock, deliver, apply, commit, log, give back, done. */
+static enum dm_status ob_batch_run(struct ob_worker *wk, size_t ntaken,
+                                   bool last, struct dm_err *err)
+{
+	struct outbox_drain *dr = wk->dr;
+	struct outbox *ob = dr->ob;
+	size_t nsend = 0, nslots = 0, nback = 0;
+	struct ob_commit c;
+
+	memset(&c, 0, sizeof(c));
+	enum dm_status st = ob_batch_lock(wk, ntaken, &nsend, &nslots, err);
+	for (size_t i = 0; i < nsend; i++) {
+		ob_item_fill(ob, &wk->items[i], wk->slots[i].id, wk->slots[i].env);
+		wk->msgs[i].read = ob_src_read;
+		wk->msgs[i].ctx = &wk->slots[i].src;
+		memset(&wk->out[i], 0, sizeof(wk->out[i]));
+		wk->out[i].status = DM_EIO;   /* "not attempted" unless it says */
+		wk->out[i].verdict.message = VERDICT_PERMANENT;
+		wk->out[i].verdict.failure = VERDICT_PERMANENT;
+	}
+	struct outbox_batch b = { nsend, wk->items, wk->msgs, wk->out, last };
+	if (nsend > 0)
+		wk->d->deliver(wk->d->ctx, &b);
+	for (size_t i = 0; i < nsend; i++) {
+		struct outbox_outcome *o = &wk->out[i];
+		if (o->status != DM_OK && !o->err.msg[0] && !o->err.smtp_code)
+			dm_err_set(&o->err, o->status, "%s", o->status == DM_EIO
+			           ? "not attempted by the delivery callback"
+			           : dm_status_str(o->status));
+		ob_step(ob, "deliver-return", wk->slots[i].id);
+	}
+	if (nslots > 0) {
+		c.lines = calloc(2 * nslots, sizeof(*c.lines));
+		if (!c.lines)
+			ob_commit_fail(&c, DM_ENOMEM, NULL);
+		else
+			ob_batch_apply(wk, nsend, nslots, &c, &nback);
+	}
+	for (size_t i = 0; i < nslots; i++) {
+		close(wk->slots[i].fd);   /* unlocks */
+		wk->slots[i].fd = -1;
+	}
+	if (c.nlines > 0)
+		(void)log_write_lines(ob->root, ob->opt.log_max_size,
+		                      (const char *const *)c.lines, c.nlines, NULL);
+	for (size_t i = 0; i < c.nlines; i++)
+		free(c.lines[i]);
+	free(c.lines);
+	if (nback > 0) {
+		enum dm_status g = ob_drain_give_back(dr, wk->back, nback, err);
+		if (g != DM_OK && st == DM_OK)
+			st = g;
+	}
+	if (dr->one && nsend > 0 && wk->out[0].state != OUTBOX_STATE_PENDING) {
+		dr->one_out = wk->out[0];
+		dr->one_done = true;
+	}
+	if (nsend > 0 && wk->d->done)
+		wk->d->done(wk->d->ctx, &b);
+	for (size_t i = 0; i < nslots; i++)
+		ob_slot_release(&wk->slots[i]);
+	if (c.st != DM_OK && st == DM_OK) {
+		st = c.st;
+		if (err && !err->msg[0])
+			*err = c.err;
+	}
+	return st;
+}
+
+static void ob_worker_free(struct ob_worker *wk)
+{
+	if (wk->lock_fd >= 0)
+		close(wk->lock_fd);
+	free(wk->pend);
+	free(wk->slots);
+	free(wk->items);
+	free(wk->msgs);
+	free(wk->out);
+	free(wk->back);
+}
+
+enum dm_status outbox_drain_work(struct outbox_drain *dr, unsigned worker,
+                                 const struct outbox_deliverer *d,
+                                 struct dm_err *err)
+{
+	struct ob_worker wk = { .dr = dr, .d = d, .lock_fd = -1 };
+	enum dm_status st = DM_OK;
+
+	if (worker >= dr->workers || !d || !d->deliver)
+		return dm_err_set(err, DM_EINVAL, "outbox: bad drain worker");
+	wk.max = d->batch == 0 || d->batch > OUTBOX_BATCH_MAX ? OUTBOX_BATCH_MAX
+	                                                     : d->batch;
+	wk.lock_fd = open(dr->ob->lockpath, O_RDWR | O_CLOEXEC);
+	wk.pend = calloc(wk.max, sizeof(*wk.pend));
+	wk.slots = calloc(wk.max, sizeof(*wk.slots));
+	wk.items = calloc(wk.max, sizeof(*wk.items));
+	wk.msgs = calloc(wk.max, sizeof(*wk.msgs));
+	wk.out = calloc(wk.max, sizeof(*wk.out));
+	wk.back = calloc(wk.max, sizeof(*wk.back));
+	if (wk.lock_fd < 0)
+		st = dm_err_set(err, DM_EIO, "outbox: cannot open %s: %s",
+		                dr->ob->lockpath, strerror(errno));
+	else if (!wk.pend || !wk.slots || !wk.items || !wk.msgs || !wk.out || !wk.back)
+		st = dm_err_set(err, DM_ENOMEM, "outbox: out of memory");
+	while (st == DM_OK) {
+		bool last = false;
+		size_t n = ob_drain_take(dr, worker, wk.max, wk.pend, &last);
+		if (n == 0)
+			break;
+		st = ob_batch_run(&wk, n, last, err);
+	}
+	pthread_mutex_lock(&dr->mu);
+	dr->stats.sent += wk.stats.sent;
+	dr->stats.deferred += wk.stats.deferred;
+	dr->stats.failed += wk.stats.failed;
+	dr->stats.busy += wk.stats.busy;
+	dr->stats.requeued += wk.stats.requeued;
+	pthread_mutex_unlock(&dr->mu);
+	ob_worker_free(&wk);
+	return st;
+}
+
+/* ---- delivery entry points ------------------------------------------------------------ */
 
 struct ob_single {
 	outbox_deliver_fn fn;
 	void *ctx;
 };
 
-static void ob_single_batch(void *ctx, size_t n, const struct outbox_item *items,
-                            const struct mail_source *msgs,
-                            struct outbox_outcome *out)
+/* The simple form: one call per message, the verdict from its status. */
+static void ob_single_batch(void *ctx, const struct outbox_batch *b)
 {
 	struct ob_single *one = ctx;
 
-	for (size_t i = 0; i < n; i++) {
-		out[i].status = one->fn(one->ctx, &items[i], &msgs[i], out[i].detail,
-		                        sizeof(out[i].detail), &out[i].err);
+	for (size_t i = 0; i < b->n; i++) {
+		struct outbox_outcome *o = &b->out[i];
+		o->status = one->fn(one->ctx, &b->items[i], &b->msgs[i], o->detail,
+		                    sizeof(o->detail), &o->err);
+		struct verdict_input in = {
+			.status = o->status, .phase = VERDICT_MESSAGE,
+			.code = o->err.smtp_code, .enhanced = o->err.enhanced,
+		};
+		verdict_decide(&in, &o->verdict, NULL);
 	}
 }
 
-static enum dm_status ob_deliver_due(struct outbox *ob, size_t max_batch,
-                                     outbox_batch_fn fn, void *ctx,
-                                     struct outbox_stats *stats,
-                                     struct dm_err *err)
-{
-	struct ob_ids ids;
-	struct ob_slot *slots;
-	enum dm_status st;
-	char dir[DM_PATH_MAX];
-	size_t next = 0;
-
-	if (max_batch == 0 || max_batch > OUTBOX_BATCH_MAX)
-		max_batch = OUTBOX_BATCH_MAX;
-	if ((st = ob_scan(ob->queue, &ids, err)) != DM_OK)
-		return st;
-	slots = calloc(max_batch, sizeof(*slots));
-	if (!slots) {
-		free(ids.id);
-		return dm_err_set(err, DM_ENOMEM, "outbox: out of memory");
-	}
-	while (st == DM_OK && next < ids.n) {
-		size_t n = 0;
-		/* Gather up to max_batch due messages that we can lock. */
-		while (n < max_batch && next < ids.n) {
-			const char *id = ids.id[next++];
-			struct ob_env *env = NULL;
-			/* Cheap unlocked look first: most entries are not due. */
-			struct dm_err e;
-			dm_err_clear(&e);
-			if (ob_path(dir, ob->queue, id, NULL, NULL) != DM_OK)
-				continue;
-			enum dm_status rd = ob_env_read(dir, &env, &e);
-			if (rd == DM_EINVAL) {
-				/* Never deliverable: move it where an operator sees it
-				 * instead of skipping it forever. */
-				ob_move_damaged(ob, id, stats);
-				continue;
-			}
-			if (rd != DM_OK)
-				continue;
-			bool due = env->failed || env->next_try <= ob_now(ob);
-			ob_env_free(env);
-			if (!due)
-				continue;
-			enum dm_status t = ob_slot_take(ob, &slots[n], id, true, err);
-			if (t == DM_OK)
-				n++;
-			else if (t == DM_EBUSY)
-				stats->busy++;
-			else if (t != DM_ENOTFOUND) {
-				st = t;
-				break;
-			}
-		}
-		if (n > 0) {
-			enum dm_status r = ob_run(ob, slots, n, fn, ctx, stats, NULL, err);
-			if (r != DM_OK && st == DM_OK)
-				st = r;
-		}
-		for (size_t i = 0; i < n; i++)
-			ob_slot_release(&slots[i]);
-	}
-	free(slots);
-	free(ids.id);
-	return st;
-}
-
-enum dm_status outbox_deliver_due(struct outbox *ob, size_t max_batch,
-                                  outbox_batch_fn fn, void *ctx,
+enum dm_status outbox_deliver_due(struct outbox *ob,
+                                  const struct outbox_deliverer *d,
                                   struct outbox_stats *stats,
                                   struct dm_err *err)
 {
-	struct outbox_stats local = { 0 };
+	struct outbox_drain *dr = NULL;
+	enum dm_status st;
 
-	if (!fn)
+	if (!d || !d->deliver)
 		return dm_err_set(err, DM_EINVAL, "outbox: no delivery callback");
-	return ob_deliver_due(ob, max_batch, fn, ctx, stats ? stats : &local, err);
+	if ((st = outbox_drain_open(ob, 0, 1, &dr, err)) != DM_OK)
+		return st;
+	st = outbox_drain_work(dr, 0, d, err);
+	outbox_drain_close(dr, stats);
+	return st;
 }
 
-static enum dm_status ob_deliver_id(struct outbox *ob, const char *id,
-                                    outbox_batch_fn fn, void *ctx,
-                                    struct outbox_stats *stats,
-                                    struct dm_err *err);
+enum dm_status outbox_deliver_one(struct outbox *ob, const char *id,
+                                  const struct outbox_deliverer *d,
+                                  struct outbox_stats *stats,
+                                  struct dm_err *err)
+{
+	struct outbox_drain *dr;
+	enum dm_status st;
+
+	if (!d || !d->deliver)
+		return dm_err_set(err, DM_EINVAL, "outbox: no delivery callback");
+	if ((st = ob_check_id(id, err)) != DM_OK)
+		return st;
+	dr = calloc(1, sizeof(*dr));
+	if (!dr || !(dr->ids.id = calloc(1, sizeof(*dr->ids.id)))) {
+		free(dr);
+		return dm_err_set(err, DM_ENOMEM, "outbox: out of memory");
+	}
+	snprintf(dr->ids.id[0], OUTBOX_ID_MAX, "%s", id);
+	dr->ids.n = dr->ids.cap = 1;
+	dr->ob = ob;
+	dr->one = true;
+	dr->workers = 1;
+	dr->end[0] = dr->next = 1;   /* worker 0's own share: the id */
+	pthread_mutex_init(&dr->mu, NULL);
+	dm_err_clear(&dr->one_err);
+	st = outbox_drain_work(dr, 0, d, err);
+	if (st == DM_OK && dr->one_done) {
+		st = dr->one_out.status;
+		if (st != DM_OK && err && !err->msg[0])
+			*err = dr->one_out.err;
+	} else if (st == DM_OK) {
+		st = dr->one_st == DM_EBUSY ? dm_err_set(err, DM_EBUSY,
+		         "outbox: message %s is being delivered by another process", id)
+		   : dr->one_st == DM_EINVAL ? dm_err_set(err, DM_EINVAL, "%s",
+		         dr->one_err.msg)
+		   : dm_err_set(err, DM_ENOTFOUND, "outbox: no queued message %s", id);
+	}
+	outbox_drain_close(dr, stats);
+	return st;
+}
 
 enum dm_status outbox_deliver(struct outbox *ob, const char *id,
                               outbox_deliver_fn fn, void *ctx,
                               struct outbox_stats *stats, struct dm_err *err)
 {
-	struct outbox_stats local = { 0 };
 	struct ob_single one = { fn, ctx };
+	struct outbox_deliverer d = { .deliver = ob_single_batch, .ctx = &one };
 
 	if (!fn)
 		return dm_err_set(err, DM_EINVAL, "outbox: no delivery callback");
-	if (!stats)
-		stats = &local;
 	if (!id)
-		return ob_deliver_due(ob, 1, ob_single_batch, &one, stats, err);
-	return ob_deliver_id(ob, id, ob_single_batch, &one, stats, err);
-}
-
-enum dm_status outbox_deliver_one(struct outbox *ob, const char *id,
-                                  outbox_batch_fn fn, void *ctx,
-                                  struct outbox_stats *stats,
-                                  struct dm_err *err)
-{
-	struct outbox_stats local = { 0 };
-
-	if (!fn)
-		return dm_err_set(err, DM_EINVAL, "outbox: no delivery callback");
-	return ob_deliver_id(ob, id, fn, ctx, stats ? stats : &local, err);
-}
-
-static enum dm_status ob_deliver_id(struct outbox *ob, const char *id,
-                                    outbox_batch_fn fn, void *ctx,
-                                    struct outbox_stats *stats,
-                                    struct dm_err *err)
-{
-	struct outbox_outcome first = { 0 };
-	struct ob_slot slot;
-	enum dm_status st;
-
-	if ((st = ob_check_id(id, err)) != DM_OK)
-		return st;
-	st = ob_slot_take(ob, &slot, id, false, err);
-	if (st == DM_EBUSY) {
-		stats->busy++;
-		return dm_err_set(err, DM_EBUSY,
-		    "outbox: message %s is being delivered by another process", id);
-	}
-	if (st == DM_ENOTFOUND)
-		return dm_err_set(err, DM_ENOTFOUND, "outbox: no queued message %s", id);
-	if (st != DM_OK)
-		return st;
-	st = ob_run(ob, &slot, 1, fn, ctx, stats, &first, err);
-	ob_slot_release(&slot);
-	if (st != DM_OK)
-		return st;
-	if (first.status != DM_OK && err && !err->msg[0])
-		*err = first.err;
-	return first.status;
+		return outbox_deliver_due(ob, &d, stats, err);
+	return outbox_deliver_one(ob, id, &d, stats, err);
 }
 
 /* ---- listing and maintenance ------------------------------------------------ */
@@ -1375,7 +1844,7 @@ enum dm_status outbox_list(struct outbox *ob, enum outbox_which which,
 		}
 		struct dm_err e;
 		dm_err_clear(&e);
-		r = ob_env_read(dir, &env, &e);
+		r = ob_state_read(dir, &env, &e);
 		if (r == DM_ENOTFOUND)
 			continue;           /* delivered or moved meanwhile */
 		if (r == DM_EINVAL) {
@@ -1417,18 +1886,18 @@ enum dm_status outbox_list(struct outbox *ob, enum outbox_which which,
 static enum dm_status ob_retry_one(struct outbox *ob, const char *id,
                                    struct dm_err *err)
 {
-	char dir[DM_PATH_MAX];
 	struct ob_slot s;
 	enum dm_status st;
 
-	if ((st = ob_path(dir, ob->queue, id, NULL, err)) != DM_OK)
-		return st;
 	if ((st = ob_slot_take(ob, &s, id, false, err)) != DM_OK)
 		return st;
-	s.env->next_try = ob_now(ob);
-	st = ob_env_write(dir, s.env, err);
-	if (st == DM_OK)
-		ob_step(ob, "env-write", id);
+	if (s.kind == OB_SLOT_DAMAGED)
+		st = dm_err_set(err, DM_EINVAL, "%s", s.damage);
+	else if (s.kind == OB_SLOT_MARKED)
+		st = DM_ENOTFOUND;       /* on its way to failed/ */
+	else if ((st = ob_retry_write(s.dir, s.env->attempts, ob_now(ob),
+	                              s.env->error, err)) == DM_OK)
+		ob_step(ob, "retry-write", id);
 	ob_slot_release(&s);
 	return st;
 }
@@ -1507,6 +1976,17 @@ enum dm_status outbox_delete(struct outbox *ob, const char *id,
 	return dm_err_set(err, DM_ENOTFOUND, "outbox: no message %s (queue or failed)", id);
 }
 
+enum dm_status outbox_count(struct outbox *ob, enum outbox_which which,
+                            size_t *n, struct dm_err *err)
+{
+	struct ob_ids ids;
+	enum dm_status st = ob_scan(ob_dir(ob, which), &ids, err);
+
+	*n = st == DM_OK ? ids.n : 0;
+	free(ids.id);
+	return st;
+}
+
 enum dm_status outbox_next_due(struct outbox *ob, time_t *when,
                                struct dm_err *err)
 {
@@ -1518,7 +1998,7 @@ enum dm_status outbox_next_due(struct outbox *ob, time_t *when,
 	for (size_t i = 0; st == DM_OK && i < ids.n; i++) {
 		struct ob_env *env = NULL;
 		if (ob_path(dir, ob->queue, ids.id[i], NULL, NULL) != DM_OK ||
-		    ob_env_read(dir, &env, NULL) != DM_OK)
+		    ob_state_read(dir, &env, NULL) != DM_OK)
 			continue;
 		if (!any || env->next_try < *when)
 			*when = env->next_try;

@@ -6,19 +6,27 @@
  * A message accepted by outbox_enqueue() is on disk (fsynced, renamed into
  * spool/queue, directory fsynced) before its id is returned, and stays there
  * until a delivery attempt ends in "delivered" (removed), "refused
- * permanently" or "expired" (moved to spool/failed with the reason).  All
- * retry state lives on disk, so it survives restarts; several processes may
- * use one spool at once (a message being delivered is flock()ed, and another
- * deliverer skips it).  The spool layout is described in docs/outbox.md.
+ * permanently" or "expired" (moved to spool/failed with the reason).  Several
+ * processes may use one spool at once (a message being delivered is
+ * flock()ed, and another deliverer skips it).  The spool layout is described
+ * in docs/outbox.md.
+ *
+ * Delivery goes in batches: the outbox locks up to OUTBOX_BATCH_MAX due
+ * messages, hands them to the caller's deliverer (one SMTP session may serve
+ * many batches), applies each outcome and then makes the batch durable with
+ * one fsync of spool/queue (and spool/failed when something failed), not one
+ * per message.  A crash can therefore send a message twice (between the
+ * server's 250 and the batch's fsync), never lose one.  Retry state
+ * (attempts, next try, last error) is advisory and never fsynced: losing it
+ * only makes the next try come sooner.
  *
  * The outbox does not talk SMTP and does not read the registry: the caller
  * passes the policy (Outbox/MaxAge, Outbox/RetryMin, Outbox/RetryMax) in
- * struct outbox_options and a delivery callback that returns a dm_status.
- * The SMTP layer maps server replies onto statuses (4xx -> DM_ETEMPFAIL,
- * 5xx -> DM_EPERMFAIL, network -> DM_ENET, ...); outbox_status_is_temporary()
- * is the one place deciding retry vs give up.
+ * struct outbox_options, and each outcome carries the verdict of
+ * mail/verdict.h (sent / temporary / permanent, per recipient), which the
+ * outbox applies and answers with the new state and next try.
  *
- * Every step is written to the system log (core/log.h):
+ * Every step is written to the system log (core/log.h), a batch at a time:
  *   queued <id> from <from> to <n> recipient(s) (<size> bytes)
  *   sent <id> <detail from the callback>
  *   deferred <id>: <reason>; next try in <N>s
@@ -33,6 +41,7 @@
 #include <time.h>
 #include "core/err.h"
 #include "mail/source.h"
+#include "mail/verdict.h"
 
 struct outbox;
 
@@ -40,7 +49,9 @@ struct outbox;
 #define OUTBOX_DETAIL_MAX 512       /* "sent" detail supplied by the callback */
 #define OUTBOX_MAX_RCPT 256         /* recipients per message */
 #define OUTBOX_ADDR_MAX 320         /* bytes per address */
-#define OUTBOX_BATCH_MAX 64         /* messages per batch callback */
+#define OUTBOX_BATCH_MAX 64         /* messages per batch: one deliverer call,
+                                       one fsync, one burst of log lines */
+#define OUTBOX_REASON_MAX 1200      /* a recorded reason, NUL included */
 
 #define OUTBOX_DEFAULT_MAX_AGE (3L * 24 * 3600)   /* Outbox/MaxAge, seconds */
 #define OUTBOX_DEFAULT_RETRY_MIN 60L              /* Outbox/RetryMin, seconds */
@@ -53,8 +64,10 @@ struct outbox_options {
 	long log_max_size; /* passed to log_write(); <= 0: the log's default */
 	/* Hooks; NULL means the real thing.  `clock` returns "now" (time(NULL));
 	 * `jitter` returns a value in [-1, 1] (from getrandom()); `step` is
-	 * called after each durable step (names in docs/outbox.md) so a crash
-	 * driver can stop the process between any two of them. */
+	 * called after each step (names in docs/outbox.md) so a crash driver
+	 * can stop the process between any two of them.  With a drain run by
+	 * several threads they are called from each: they must be
+	 * thread-safe. */
 	time_t (*clock)(void *ctx);
 	double (*jitter)(void *ctx);
 	void (*step)(void *ctx, const char *step, const char *id);
@@ -147,12 +160,88 @@ struct outbox_item {
 	bool damaged;
 };
 
-/* Delivers one message.  `msg` reads the spooled bytes once, front to end.
- * On success return DM_OK and optionally write a one-line summary (server,
- * TLS, AUTH, reply) into detail[detail_cap] for the "sent" log line.  On
- * failure return a status (classified by outbox_status_is_temporary()) and
- * fill err: our diagnosis in msg, the server's reply in smtp_code,
- * enhanced and server_text. */
+/* What became of a message, as the outbox applied its outcome. */
+enum outbox_state {
+	OUTBOX_STATE_PENDING,  /* nothing applied: given back to the run
+	                          (outcome.requeue), or not reached */
+	OUTBOX_STATE_SENT,     /* delivered and removed */
+	OUTBOX_STATE_DEFERRED, /* still queued until next_try; also when it
+	                          was sent to some recipients and stays for the
+	                          others */
+	OUTBOX_STATE_FAILED,   /* moved to spool/failed: refused, or expired */
+};
+
+/* Outcome of one message of a batch.  The first part is filled by the
+ * deliverer, the second by the outbox once the outcome is applied. */
+struct outbox_outcome {
+	/* The real cause: DM_OK when the server accepted it, else DM_EAUTH,
+	 * DM_ENET, DM_EPERMFAIL, ...  Shown and logged, not judged: the
+	 * verdict decides.  Preset: DM_EIO. */
+	enum dm_status status;
+	/* What to do with the message (verdict_decide()).  Preset:
+	 * VERDICT_PERMANENT ("not attempted by the deliverer"), so a
+	 * deliverer that loses its connection part way must say so for the
+	 * messages it did not reach. */
+	struct verdict verdict;
+	/* With verdict.nretry > 0, retry[k] != 0 marks recipient k of the
+	 * item as one that stays queued (RFC 5321 3.3, 4.2.5): with message
+	 * SENT "sent <id>" is logged and the message stays queued for them
+	 * alone (the envelope is rewritten durably with only them); with
+	 * TEMPORARY it stays queued for them only (the others were refused
+	 * for good). */
+	unsigned char retry[OUTBOX_MAX_RCPT];
+	/* Not an attempt: the server ended the session's allowance (verdict
+	 * session_end) and the deliverer can send it over another session in
+	 * this run.  The message is given back to the run untouched (no
+	 * attempt counted, no backoff) and handed to a later batch.  A message
+	 * given back more than a few times in one run is judged by its verdict
+	 * instead. */
+	bool requeue;
+	struct dm_err err;              /* our diagnosis + the server's reply:
+	                                   the reason recorded on failure */
+	char detail[OUTBOX_DETAIL_MAX]; /* "sent" summary on success */
+
+	/* Filled by the outbox (valid in the deliverer's `done` callback). */
+	enum outbox_state state;
+	unsigned attempts;              /* attempts so far, this one included */
+	time_t next_try;                /* DEFERRED: the next attempt */
+	long next_try_in;               /* DEFERRED: seconds from now */
+	bool expired;                   /* FAILED because of Outbox/MaxAge */
+	char reason[OUTBOX_REASON_MAX]; /* DEFERRED, FAILED: as recorded */
+};
+
+/* A batch: n due messages, locked.  items[i] and msgs[i] describe message
+ * i (msgs[i] reads the spooled bytes once, front to end); the deliverer
+ * fills out[i] for each.  `last`: when the batch was taken nothing else
+ * was left for this run (a deliverer may say QUIT with the last message;
+ * a message given back later gets a batch of its own). */
+struct outbox_batch {
+	size_t n;
+	const struct outbox_item *items;
+	const struct mail_source *msgs;
+	struct outbox_outcome *out;
+	bool last;
+};
+
+struct outbox_deliverer {
+	/* Sends the batch (e.g. over one SMTP session kept between batches)
+	 * and fills b->out[0..n). */
+	void (*deliver)(void *ctx, const struct outbox_batch *b);
+	/* Optional: called once the outcomes are applied and durable, with
+	 * out[i].state etc. filled (the items are still valid).  Messages
+	 * given back (OUTBOX_STATE_PENDING) come again in a later batch. */
+	void (*done)(void *ctx, const struct outbox_batch *b);
+	void *ctx;
+	size_t batch;    /* messages per batch, 1..OUTBOX_BATCH_MAX; 0: max */
+};
+
+/* Delivers one message (the simple form, one call per message).  `msg`
+ * reads the spooled bytes once, front to end.  On success return DM_OK
+ * and optionally write a one-line summary (server, TLS, AUTH, reply) into
+ * detail[detail_cap] for the "sent" log line.  On failure return a status
+ * and fill err: our diagnosis in msg, the server's reply in smtp_code,
+ * enhanced and server_text; the outbox asks verdict_decide() about them
+ * (as a failure of the message itself). */
 typedef enum dm_status (*outbox_deliver_fn)(void *ctx,
                                             const struct outbox_item *item,
                                             const struct mail_source *msg,
@@ -162,65 +251,77 @@ typedef enum dm_status (*outbox_deliver_fn)(void *ctx,
 /* What became of a delivery run. */
 struct outbox_stats {
 	unsigned sent;      /* delivered and removed */
-	unsigned deferred;  /* temporary failure, retry scheduled */
+	unsigned deferred;  /* temporary failure, retry scheduled (also partly
+	                       delivered and kept for some recipients) */
 	unsigned failed;    /* refused permanently or expired: moved to failed */
 	unsigned busy;      /* skipped: locked by another deliverer */
+	unsigned requeued;  /* given back to the run (not attempts) */
 };
 
 /* With `id`: delivers that queued message now (even if not yet due).
  * Returns the callback's status (its detail in err), DM_ENOTFOUND (no such
  * queued id), DM_EBUSY (another process is delivering it), DM_EIO.
- * With id == NULL: delivers every queued message that is due, one callback
- * per message, oldest first; returns DM_OK unless a local error (DM_EIO)
- * stopped the run.  `stats` may be NULL. */
+ * With id == NULL: delivers every queued message that is due, in batches
+ * of OUTBOX_BATCH_MAX, one callback per message, oldest first; returns
+ * DM_OK unless a local error (DM_EIO) stopped the run.  `stats` may be
+ * NULL. */
 enum dm_status outbox_deliver(struct outbox *ob, const char *id,
                               outbox_deliver_fn fn, void *ctx,
                               struct outbox_stats *stats, struct dm_err *err);
 
-/* Outcome of one message of a batch, filled by the batch callback. */
-struct outbox_outcome {
-	enum dm_status status;          /* DM_OK: delivered (preset to DM_EIO) */
-	struct dm_err err;              /* as for outbox_deliver_fn */
-	char detail[OUTBOX_DETAIL_MAX]; /* "sent" summary on success */
-	/* Some recipients to try again (RFC 5321 sec. 3.3 and 4.2.5: a 4xx
-	 * RCPT reply means "retry this recipient later"): with nretry > 0,
-	 * retry[k] != 0 marks recipient k of the item.  With DM_OK the
-	 * message was accepted for the others: "sent <id> <detail>" is
-	 * logged, then the envelope is rewritten atomically with only the
-	 * marked recipients and the message deferred (err is the reason;
-	 * counted in stats.deferred), or failed when it has expired.  With a
-	 * temporary status the message is deferred for the marked recipients
-	 * only (the others were refused permanently).  Ignored with a
-	 * permanent status.  Preset: 0. */
-	size_t nretry;
-	unsigned char retry[OUTBOX_MAX_RCPT];
-};
-
-/* Delivers n (1..max_batch) due messages in one call, e.g. over one SMTP
- * connection with RSET between them.  items[i] and msgs[i] describe
- * message i; fill out[i] for each.  A message whose outcome is left at its
- * preset (DM_EIO, "not attempted") counts as a permanent failure, so set
- * DM_ENET or similar for messages not reached when the connection broke. */
-typedef void (*outbox_batch_fn)(void *ctx, size_t n,
-                                const struct outbox_item *items,
-                                const struct mail_source *msgs,
-                                struct outbox_outcome *out);
-
-/* outbox_deliver(id) with a batch callback (a batch of one), so that the
- * callback can also report recipients to retry (outcome.retry).  Same
- * returns as outbox_deliver() with an id; id must not be NULL. */
+/* outbox_deliver(id) with a deliverer (a batch of one, `last` set), so
+ * that it can report recipients to retry and give the message back.
+ * Returns the status of the message's final outcome, or as
+ * outbox_deliver() with an id; id must not be NULL. */
 enum dm_status outbox_deliver_one(struct outbox *ob, const char *id,
-                                  outbox_batch_fn fn, void *ctx,
+                                  const struct outbox_deliverer *d,
                                   struct outbox_stats *stats,
                                   struct dm_err *err);
 
-/* Delivers every due queued message, handing up to max_batch of them
- * (1..OUTBOX_BATCH_MAX; 0 means OUTBOX_BATCH_MAX) to each callback.
- * Locked messages are skipped.  Errors: DM_EIO, DM_ENOMEM. */
-enum dm_status outbox_deliver_due(struct outbox *ob, size_t max_batch,
-                                  outbox_batch_fn fn, void *ctx,
+/* Delivers every due queued message in batches of d->batch.  Locked
+ * messages are skipped (stats.busy).  Errors: DM_EIO, DM_ENOMEM. */
+enum dm_status outbox_deliver_due(struct outbox *ob,
+                                  const struct outbox_deliverer *d,
                                   struct outbox_stats *stats,
                                   struct dm_err *err);
+
+/* ---- drains: one run, several workers --------------------------------------
+ *
+ * A drain is one delivery run over the queue as it was when the drain was
+ * opened, shared by up to `workers` threads (each with its own SMTP
+ * session), as MTAs do.  Each worker calls outbox_drain_work() with its
+ * index: its first batch is its own share of the due messages (so that
+ * every worker gets one when there are enough), later batches come from
+ * the rest, messages given back first.  The message locks keep workers
+ * (and other processes) from sending one message twice. */
+
+#define OUTBOX_DRAIN_ALL 0x1u   /* every queued message, due or not
+                                   (OUTBOX -a, devmail-sendmail -q) */
+
+struct outbox_drain;
+
+/* Lists the queue (one directory read) for a run of `workers` (1..16)
+ * workers.  The drain must not outlive ob.  Errors: DM_EIO, DM_ENOMEM,
+ * DM_EINVAL (workers out of range). */
+enum dm_status outbox_drain_open(struct outbox *ob, unsigned flags,
+                                 unsigned workers, struct outbox_drain **out,
+                                 struct dm_err *err);
+
+/* Queued messages listed when the drain was opened. */
+size_t outbox_drain_size(const struct outbox_drain *dr);
+
+/* Runs worker `worker` (0..workers-1) until nothing is left for it: takes
+ * a batch, locks it, calls d->deliver, applies the outcomes, one fsync,
+ * the log lines, d->done; again.  Thread-safe across workers of one drain
+ * (each uses its own lock descriptors; d->ctx must be the worker's own).
+ * A worker index may be run only once.  Errors: DM_EIO, DM_ENOMEM (the
+ * worker stops; what it applied stays applied). */
+enum dm_status outbox_drain_work(struct outbox_drain *dr, unsigned worker,
+                                 const struct outbox_deliverer *d,
+                                 struct dm_err *err);
+
+/* Adds the run's totals to *stats (may be NULL) and frees the drain. */
+void outbox_drain_close(struct outbox_drain *dr, struct outbox_stats *stats);
 
 enum outbox_which {
 	OUTBOX_QUEUE,   /* spool/queue: waiting or being retried */
@@ -236,6 +337,11 @@ enum outbox_which {
 typedef int (*outbox_list_fn)(void *ctx, const struct outbox_item *item);
 enum dm_status outbox_list(struct outbox *ob, enum outbox_which which,
                            outbox_list_fn fn, void *ctx, struct dm_err *err);
+
+/* Counts the entries of one spool directory without reading them (one
+ * directory read).  Errors: DM_EIO, DM_ENOMEM. */
+enum dm_status outbox_count(struct outbox *ob, enum outbox_which which,
+                            size_t *n, struct dm_err *err);
 
 /* Makes a queued message (id) or every queued message (id == NULL) due now.
  * `count` (may be NULL) receives how many were changed; with id == NULL a
@@ -253,11 +359,6 @@ enum dm_status outbox_delete(struct outbox *ob, const char *id,
  * is empty (the daemon's worker sleeps until then).  Errors: DM_EIO. */
 enum dm_status outbox_next_due(struct outbox *ob, time_t *when,
                                struct dm_err *err);
-
-/* The one function deciding retry vs give up: DM_ETEMPFAIL, DM_ENET,
- * DM_ETIMEOUT and DM_EBUSY are temporary; every other failure is permanent.
- * DM_OK is not a failure and yields false. */
-bool outbox_status_is_temporary(enum dm_status status);
 
 /* Delay before the next attempt after `attempts` failed attempts (>= 1):
  * retry_min * 2^(attempts-1), capped at retry_max, then scaled by

@@ -190,6 +190,7 @@ struct smtp_client {
 	/* session error */
 	enum dm_status sstatus;
 	struct dm_err serr;
+	enum smtp_state fail_state;      /* the state the session failed in */
 };
 
 /* ---- transcript and state ------------------------------------------------ */
@@ -276,6 +277,7 @@ static void smtp_fail(struct smtp_client *c, enum dm_status st,
 	if (r)
 		smtp_err_reply(&c->serr, r);
 	c->sstatus = st;
+	c->fail_state = c->state;
 	smtp_note(c, SMTP_DIR_INFO, "error: %s", c->serr.msg);
 	smtp_set_state(c, SMTP_STATE_FAILED);
 }
@@ -668,6 +670,20 @@ static void smtp_on_auth_pipelined(struct smtp_client *c,
 
 /* ---- messages ------------------------------------------------------------ */
 
+/* What a reply in this state answered, for the current message. */
+static enum smtp_phase smtp_phase_of(enum smtp_state st)
+{
+	switch (st) {
+	case SMTP_STATE_READY:          return SMTP_PHASE_LOCAL;  /* precheck */
+	case SMTP_STATE_AUTH_PIPELINED: return SMTP_PHASE_AUTH;
+	case SMTP_STATE_MAIL:           return SMTP_PHASE_MAIL;
+	case SMTP_STATE_RCPT:           return SMTP_PHASE_RCPT;
+	case SMTP_STATE_DATA:
+	case SMTP_STATE_DOT:            return SMTP_PHASE_DATA;
+	default:                        return SMTP_PHASE_NONE;
+	}
+}
+
 static bool smtp_addr_ok(const char *a, bool *utf8)
 {
 	size_t n = 0;
@@ -690,6 +706,7 @@ static void smtp_msg_fail(struct smtp_client *c, size_t i, enum dm_status st,
 	if (c->done[i])
 		return;
 	res->status = st;
+	res->phase = smtp_phase_of(c->state);
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(res->diag, sizeof(res->diag), fmt, ap);
@@ -1074,6 +1091,7 @@ static void smtp_on_dot(struct smtp_client *c, const struct smtp_reply *r)
 		struct smtp_result *res = &c->res[c->cur];
 		if (r->code / 100 == 2) {
 			res->status = DM_OK;
+			res->phase = SMTP_PHASE_DATA;
 			res->code = r->code;
 			snprintf(res->enhanced, sizeof(res->enhanced), "%s", r->enhanced);
 			smtp_reply_first_line(r, res->text, sizeof(res->text));
@@ -1713,13 +1731,18 @@ enum dm_status smtp_client_send(struct smtp_client *c,
 	if (held)
 		smtp_auth_pipelined_wait(c);
 	smtp_run(c);
-	/* Messages left without a final result share the session's fate. */
+	/* Messages left without a final result share the session's fate:
+	 * the one in progress where the session failed, the others with the
+	 * reply that ended it (a 421 ends the session for all of them). */
 	for (size_t i = 0; i < n; i++) {
 		if (done[i])
 			continue;
 		results[i].status = c->sstatus ? c->sstatus : DM_EPROTO;
+		enum smtp_phase ph = smtp_phase_of(c->fail_state);
+		results[i].phase = i == c->cur && ph != SMTP_PHASE_LOCAL
+		                   ? ph : SMTP_PHASE_NONE;
 		snprintf(results[i].diag, sizeof(results[i].diag), "%s", c->serr.msg);
-		if (!results[i].code && i == c->cur) {
+		if (!results[i].code) {
 			results[i].code = c->serr.smtp_code;
 			snprintf(results[i].enhanced, sizeof(results[i].enhanced), "%s",
 			         c->serr.enhanced);
@@ -1752,6 +1775,11 @@ enum dm_status smtp_client_send(struct smtp_client *c,
 	return DM_OK;
 }
 
+bool smtp_client_usable(const struct smtp_client *c)
+{
+	return c->state == SMTP_STATE_READY && !c->quit_sent;
+}
+
 const struct smtp_info *smtp_client_info(const struct smtp_client *c)
 {
 	return &c->info;
@@ -1777,26 +1805,6 @@ enum dm_status smtp_client_close(struct smtp_client *c, struct dm_err *err)
 	}
 	smtp_free(c);
 	return st;
-}
-
-bool smtp_failure_is_temporary(enum dm_status status, int smtp_code)
-{
-	if (smtp_code >= 400 && smtp_code < 500)
-		return true;
-	if (smtp_code >= 500 && smtp_code < 600)
-		return false;
-	switch (status) {
-	case DM_ENET:
-	case DM_ETIMEOUT:
-	case DM_ETEMPFAIL:
-	case DM_EPROTO:     /* garbage or a dropped reply: the next try may work */
-	case DM_EIO:
-	case DM_ENOMEM:
-	case DM_EBUSY:
-		return true;
-	default:            /* TLS verification, AUTH, config, policy, input */
-		return false;
-	}
 }
 
 const char *smtp_tls_mode_str(enum smtp_tls_mode m)

@@ -102,9 +102,27 @@ struct smtp_rcpt_result {
 	char text[256];
 };
 
+/* Where a message's attempt stopped: what its deciding reply answered
+ * (mail/verdict.h turns this into the retry verdict). */
+enum smtp_phase {
+	SMTP_PHASE_NONE,             /* no command of this message was answered:
+	                                the session failed before it or ended
+	                                before its turn */
+	SMTP_PHASE_AUTH,             /* the AUTH pipelined ahead of its MAIL was
+	                                refused (a session failure) */
+	SMTP_PHASE_LOCAL,            /* refused before anything was sent for it */
+	SMTP_PHASE_MAIL,             /* the reply to MAIL FROM */
+	SMTP_PHASE_RCPT,             /* the replies to RCPT TO */
+	SMTP_PHASE_DATA,             /* DATA, the content, the final dot (also
+	                                when accepted) */
+};
+
 struct smtp_result {
 	enum dm_status status;       /* DM_OK: accepted by the server */
-	int code;                    /* the deciding reply code, 0: none */
+	enum smtp_phase phase;       /* where it stopped (accepted: DATA) */
+	int code;                    /* the deciding reply code, 0: none; for
+	                                a message the session never reached,
+	                                the reply that ended the session (421) */
 	char enhanced[16];           /* its enhanced status code or "" */
 	char text[SMTP_TEXT_MAX];    /* its text (first line) or "" */
 	char diag[DM_ERR_TEXT];      /* our diagnosis when status != DM_OK */
@@ -186,7 +204,9 @@ enum dm_status smtp_client_open_transport(const struct smtp_settings *s,
  * every message was accepted, else the status of the first failure (its
  * detail in err).  When the session itself fails (drop, timeout, 421), the
  * messages not yet accepted carry that status and the client accepts only
- * smtp_client_close().  Errors: as results[i].status plus DM_EINVAL (bad
+ * smtp_client_close().  Whether a failure is worth a retry is decided by
+ * mail/verdict.h from results[i] (status, phase, code, enhanced, rcpt).
+ * Errors: as results[i].status plus DM_EINVAL (bad
  * envelope), DM_EPERMFAIL (SIZE exceeded, 8BITMIME/SMTPUTF8 needed and not
  * offered, server 5xx), DM_ETEMPFAIL (4xx), DM_ENET, DM_ETIMEOUT, DM_EPROTO,
  * DM_ENOMEM (the BDAT chunk buffer), and the source's own errors.
@@ -205,6 +225,10 @@ enum dm_status smtp_client_send(struct smtp_client *c,
                                 struct smtp_result *results, unsigned flags,
                                 struct dm_err *err);
 
+/* True while the session can take more messages (it did not fail and
+ * QUIT was not sent). */
+bool smtp_client_usable(const struct smtp_client *c);
+
 /* Negotiated details.  Never NULL for a live client. */
 const struct smtp_info *smtp_client_info(const struct smtp_client *c);
 
@@ -214,13 +238,6 @@ const struct smtp_info *smtp_client_info(const struct smtp_client *c);
  * a held AUTH (pipeline_auth, no send) it is sent first: DM_EAUTH when
  * refused. */
 enum dm_status smtp_client_close(struct smtp_client *c, struct dm_err *err);
-
-/* True when a failure is worth retrying later: 4xx replies (incl. 421 and
- * AUTH 454), network errors, timeouts, protocol glitches, local I/O.
- * Permanent: 5xx replies (incl. AUTH 535/534), TLS verification failures,
- * configuration and policy refusals (no TLS with RequireTLS, AUTH in clear),
- * invalid envelopes.  `smtp_code` is the server's code or 0. */
-bool smtp_failure_is_temporary(enum dm_status status, int smtp_code);
 
 /* "STARTTLS", "SMTPS" or "none". */
 const char *smtp_tls_mode_str(enum smtp_tls_mode m);

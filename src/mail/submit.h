@@ -1,36 +1,44 @@
 /*
  * submit.h - mail submission glue shared by SENDMAIL, devmail-sendmail,
- * OUTBOX -r, the daemon's outbox worker and the web page ("commands are
+ * OUTBOX -r/-a, the daemon's outbox worker and the web page ("commands are
  * thin").
  *
  * Two halves:
  *   enqueue  a message built from a struct message_spec (SENDMAIL, web,
  *            boot mail), or a raw RFC 5322 message read from a source
- *            (devmail-sendmail): Date and Message-ID are added when
- *            missing, LF line ends become CRLF.  The message is in the
- *            outbox (durable) before the id is returned.
+ *            (devmail-sendmail, submit_raw.c): Date and Message-ID are
+ *            added when missing, LF line ends become CRLF.  The message is
+ *            in the outbox (durable) before the id is returned.
  *   deliver  reads the outbox policy (Outbox/MaxAge, Outbox/RetryMin,
- *            Outbox/RetryMax, Log/MaxSize) and the account (account_load)
- *            from the registry, opens ONE SMTP session per batch and sends
- *            every message of the batch over it, and maps each smtp_result
- *            onto the outbox's outcome.  The caller gets one report per
- *            message: id, outcome, the real status, a result line, and the
- *            command-line exit status.
+ *            Outbox/RetryMax, Outbox/Sessions, Log/MaxSize) and the
+ *            account (account_load) from the registry, and drains the
+ *            outbox (submit_send.c) through up to Outbox/Sessions SMTP
+ *            sessions in parallel, each one kept open across the outbox's
+ *            batches (RSET-free pipelined transactions, RFC 2920).  A
+ *            server that ends a session's allowance (421, or 452 4.5.3 to
+ *            MAIL after N messages) gets a new session for the rest, and at
+ *            most N messages per session from then on.  The caller gets one
+ *            report per message, after the outbox applied its outcome (the
+ *            new state and next try come from the outcome, the spool is not
+ *            read again): id, outcome, the real status, a result line, and
+ *            the command-line exit status.
  *
- * Retry policy on top of outbox_status_is_temporary():
- *   - A failure of the session itself before any message was sent
- *     (connect, TLS, greeting, EHLO, AUTH: everything smtp_client_open()
- *     can return) says nothing about the message, so the message stays
- *     queued and is retried until Outbox/MaxAge.  In particular a wrong
- *     password (DM_EAUTH, server 535) keeps the mail queued: the operator
- *     can fix it with IPCONFIG and the queue drains at the next attempt
- *     (OUTBOX -r or the daemon) instead of losing a boot mail to a typo.
- *     The report still carries DM_EAUTH (exit 77), DM_ETLS, ... so the
- *     user sees the real cause.
+ * Retry policy: mail/verdict.h decides, the outbox applies.  In short:
+ *   - A failure of the session itself (connect, TLS, greeting, EHLO, AUTH -
+ *     also an AUTH pipelined with the first MAIL - everything before the
+ *     message) says nothing about the message: it stays queued and is
+ *     retried until Outbox/MaxAge.  In particular a wrong password
+ *     (DM_EAUTH, 535) keeps the mail queued (exit 77) so that the operator
+ *     can fix it with IPCONFIG, and 454 (a temporary AUTH failure) keeps
+ *     it queued with exit 75.  The report carries the real cause
+ *     (DM_EAUTH, DM_ETLS, ...).  Once a session could not be opened, the
+ *     rest of the run does not try again.
  *   - Failures of one message (5xx at MAIL/RCPT/DATA, SIZE exceeded, bad
  *     envelope) are permanent: the message moves to spool/failed (exit 69).
  *   - 4xx replies, network errors and timeouts while sending are
- *     temporary (exit 75); the messages not yet accepted get that status.
+ *     temporary (exit 75).
+ *   - 421 and 452 4.5.3 at MAIL, once the session has delivered something,
+ *     are not attempts: the message goes over the next session of the run.
  *   - Recipients refused with 4xx while others were accepted (or refused
  *     with 5xx) are retried alone: the message stays queued for just them
  *     (outbox_outcome.retry), exit 75; 5xx recipients are dropped and
@@ -38,7 +46,7 @@
  *
  * Exit statuses (the command-line edge; submit_exit()):
  *   0 delivered; 75 queued for retry; 69 refused permanently;
- *   77 authentication failed (message kept queued, see above);
+ *   77 authentication failed for good (message kept queued, see above);
  *   78 configuration missing (the message names the key); 65 bad input;
  *   66 missing input file (attachment, body file); 74 local I/O error.
  */
@@ -156,7 +164,10 @@ struct submit_report {
  * read by the SMTP engine (at most once per 64 KiB chunk, and at the end). */
 typedef void (*submit_progress_fn)(void *ctx, const char *id, uint64_t sent,
                                    uint64_t total);
-/* Called once per message attempted, after its outcome is on disk. */
+/* Called once per message attempted, after its outcome is applied and
+ * durable (at the end of its outbox batch).  With several sessions the
+ * calls (like those of the transcript and progress hooks) come from
+ * several threads, one at a time. */
 typedef void (*submit_report_fn)(void *ctx, const struct submit_report *r);
 
 struct submit_hooks {
@@ -166,8 +177,16 @@ struct submit_hooks {
 	void *progress_ctx;
 	submit_report_fn report;
 	void *report_ctx;
-	size_t batch;                  /* messages per connection for
-	                                  submit_deliver_due; 0: OUTBOX_BATCH_MAX */
+	size_t batch;                  /* messages per outbox batch (one fsync,
+	                                  one burst of reports; sessions go on
+	                                  across batches); 0: OUTBOX_BATCH_MAX */
+	bool all;                      /* submit_deliver_due: every queued
+	                                  message, due or not (OUTBOX -a,
+	                                  devmail-sendmail -q) */
+	unsigned sessions;             /* submit_deliver_due: parallel SMTP
+	                                  sessions; 0: Outbox/Sessions.  With a
+	                                  transcript hook always 1, so that the
+	                                  dialogue reads in order */
 	/* Test hooks passed to the outbox (NULL: the real thing). */
 	time_t (*clock)(void *ctx);
 	void *clock_ctx;
@@ -186,10 +205,11 @@ enum dm_status submit_deliver(const char *root, struct registry *reg,
                               struct submit_report *report,
                               struct dm_err *err);
 
-/* Delivers every due queued message, up to hooks->batch per SMTP
- * connection, one hooks->report call per message.  `stats` may be NULL.
- * Returns DM_OK when the run completed (whatever the messages' outcomes),
- * else the errors of submit_deliver() before any attempt, DM_EIO. */
+/* Delivers every due queued message (every queued one with hooks->all)
+ * through up to Outbox/Sessions sessions, one hooks->report call per
+ * message.  `stats` may be NULL.  Returns DM_OK when the run completed
+ * (whatever the messages' outcomes), else the errors of submit_deliver()
+ * before any attempt, DM_EIO. */
 enum dm_status submit_deliver_due(const char *root, struct registry *reg,
                                   const struct submit_hooks *hooks,
                                   struct outbox_stats *stats,

@@ -300,27 +300,24 @@ static int outbox_cmd_retry_all(struct shell *sh, struct registry *reg,
                                 struct outbox *ob, bool verbose)
 {
 	struct outbox_cmd_run run = { .sh = sh };
+	/* every queued message, whatever its retry schedule says */
 	struct submit_hooks h = {
 		.report = outbox_cmd_report, .report_ctx = &run,
 		.transcript = verbose ? outbox_cmd_transcript : NULL,
-		.transcript_ctx = &run,
+		.transcript_ctx = &run, .all = true,
 	};
 	struct outbox_stats stats;
-	unsigned made_due = 0;
 	size_t queued = 0;
 	struct dm_err e;
 	enum dm_status st;
 
 	dm_err_clear(&e);
-	if ((st = outbox_list(ob, OUTBOX_QUEUE, outbox_cmd_count_cb, &queued, &e)))
+	if ((st = outbox_count(ob, OUTBOX_QUEUE, &queued, &e)))
 		return shell_fail(sh, st, &e);
 	if (queued == 0) {
 		shell_out(sh, "the outbox is empty: nothing to deliver\n");
 		return EX_OK;
 	}
-	dm_err_clear(&e);
-	if ((st = outbox_retry_now(ob, NULL, &made_due, &e)))
-		return shell_fail(sh, st, &e);
 	dm_err_clear(&e);
 	st = submit_deliver_due(shell_root(sh), reg, &h, &stats, &e);
 	if (st != DM_OK && run.reports == 0)
@@ -394,8 +391,9 @@ const struct shell_command shell_cmd_outbox = {
 		"Outbox/MaxAge; then, or after a permanent refusal (5xx), it moves "
 		"to the failed messages, which OUTBOX -f lists with the reason."
 		"\n\n"
-		"OUTBOX -r ID and OUTBOX -a deliver now, over one connection, "
-		"whatever the retry schedule says, and print one line per message: "
+		"OUTBOX -r ID and OUTBOX -a deliver now, whatever the retry "
+		"schedule says (-a over Outbox/Sessions connections at once, one "
+		"with -v), and print one line per message: "
 		"where it went and how (TLS, certificate, AUTH) or why it was not "
 		"sent. OUTBOX -d ID removes a message for good. Every change is "
 		"written to the system log (LOG shows it)."

@@ -18,7 +18,15 @@ plain connection too, to test that devmail refuses to send credentials there.
 
 Forced replies: --rcpt-reply ADDR=CODE TEXT answers RCPT TO:<ADDR> with that
 reply; --data-reply SENDER=CODE TEXT answers the end of DATA with it for
-messages from SENDER.
+messages from SENDER; --auth-reply 'CODE TEXT' answers every AUTH with it
+(e.g. '454 4.7.0 Temporary authentication failure').  --session-limit N
+accepts N MAIL commands per connection and answers the next ones with
+'452 4.5.3 Too many messages in this session', as OpenSMTPD does.
+
+Each session is numbered (1, 2, ...) at its first EHLO or HELO (a port probe
+is not counted): the number is appended as a line to DIR/connections, and
+written into each capture as "SESSION <n>" (an extra line; readers of the
+shared format skip it).
 
 Each accepted message is written into --capture DIR as NNNNNN.eml (temp file,
 then rename, before the 250 reply), in the format shared with
@@ -29,6 +37,7 @@ tests/node/smtp_server.js:
   AUTH <user>             ("AUTH -" when not authenticated)
   TLS <protocol>          ("TLS -" on a plain connection)
   SMTPUTF8 <0|1>
+  SESSION <n>             (this peer only: the connection's number)
   <empty line>
   <raw message bytes, CRLF, dot-unstuffed>
 
@@ -56,6 +65,12 @@ def parse_reply(spec):
                                           m.group(3) or 'Refused by test peer')
 
 
+def parse_code_text(spec):
+    if not re.match(r'^[245]\d\d( .*)?$', spec):
+        raise argparse.ArgumentTypeError('expected CODE TEXT, got %r' % spec)
+    return spec
+
+
 def parse_user(spec):
     name, sep, password = spec.partition(':')
     if not sep or not name:
@@ -70,8 +85,20 @@ class Handler:
         self.rcpt_replies = dict(args.rcpt_reply or [])
         self.data_replies = dict(args.data_reply or [])
         self.seq = 0
+        self.connections = 0
+
+    def new_connection(self):
+        """Numbers a new connection and logs it to DIR/connections."""
+        self.connections += 1
+        if self.args.capture:
+            with open(os.path.join(self.args.capture, 'connections'), 'a') as f:
+                f.write('%d\n' % self.connections)
+        return self.connections
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):
+        if self.args.auth_reply:
+            return AuthResult(success=False, handled=False,
+                              message=self.args.auth_reply)
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         user = auth_data.login.decode('utf-8', 'replace')
@@ -79,6 +106,18 @@ class Handler:
         if user in self.users and self.users[user] == password:
             return AuthResult(success=True, auth_data=user)
         return AuthResult(success=False, handled=False)
+
+    async def handle_MAIL(self, server, session, envelope, address,
+                          mail_options):
+        # What aiosmtpd does without this hook, plus the session limit.
+        if self.args.session_limit:
+            n = getattr(server, 'dm_messages', 0)
+            if n >= self.args.session_limit:
+                return '452 4.5.3 Too many messages in this session'
+            server.dm_messages = n + 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return '250 OK'
 
     async def handle_RCPT(self, server, session, envelope, address,
                           rcpt_options):
@@ -110,6 +149,7 @@ class Handler:
                                   else '-'))
         lines.append('TLS %s' % (ssl_obj.version() if ssl_obj else '-'))
         lines.append('SMTPUTF8 %d' % (1 if envelope.smtp_utf8 else 0))
+        lines.append('SESSION %d' % getattr(server, 'dm_conn', 0))
         head = ('\n'.join(lines) + '\n\n').encode('utf-8')
         tmp = os.path.join(self.args.capture, '.%s.eml.tmp' % name)
         with open(tmp, 'wb') as f:
@@ -125,6 +165,23 @@ class PeerSMTP(SMTP):
     auth_require_tls=True.  Mark such connections as secured."""
 
     implicit_tls = False
+    handler_obj = None
+    dm_conn = 0
+
+    def dm_count(self):
+        # A connection is counted at its first EHLO/HELO (a port probe that
+        # says nothing is not a session; EHLO again after STARTTLS is the
+        # same one).
+        if not self.dm_conn and self.handler_obj is not None:
+            self.dm_conn = self.handler_obj.new_connection()
+
+    async def smtp_EHLO(self, hostname):
+        self.dm_count()
+        return await super().smtp_EHLO(hostname)
+
+    async def smtp_HELO(self, hostname):
+        self.dm_count()
+        return await super().smtp_HELO(hostname)
 
     def connection_made(self, transport):
         super().connection_made(transport)
@@ -148,6 +205,8 @@ def main():
     ap.add_argument('--auth-in-clear', action='store_true')
     ap.add_argument('--rcpt-reply', action='append', type=parse_reply)
     ap.add_argument('--data-reply', action='append', type=parse_reply)
+    ap.add_argument('--auth-reply', type=parse_code_text)
+    ap.add_argument('--session-limit', type=int, default=0)
     ap.add_argument('--capture')
     ap.add_argument('--size', type=int, default=0)
     ap.add_argument('--smtputf8', action='store_true')
@@ -172,6 +231,7 @@ def main():
 
     class Proto(PeerSMTP):
         implicit_tls = args.tls == 'implicit'
+        handler_obj = handler
 
     def factory():
         return Proto(

@@ -28,6 +28,7 @@
 #include "core/base64.h"
 #include "mail/message.h"
 #include "mail/smtp.h"
+#include "mail/verdict.h"
 #include "peers.h"
 #include "testroot.h"
 
@@ -494,7 +495,7 @@ static void test_smtp_server_size_exceeded(void **state)
 	enum dm_status st = send_one(&s, m, rcpt, 1, &res);
 	assert_int_equal(st, DM_EPERMFAIL);
 	assert_int_equal(res.status, DM_EPERMFAIL);
-	assert_false(smtp_failure_is_temporary(res.status, res.code));
+	assert_false(verdict_failure(res.status, res.code) == VERDICT_TEMPORARY);
 	assert_int_equal(peer_capture_count(p), 0);
 	message_free(m);
 	peer_stop(p);
@@ -602,7 +603,7 @@ static void test_wrong_password(void **state)
 		struct dm_err err;
 		expect_open_fails(&s, DM_EAUTH, &err);
 		assert_int_equal(err.smtp_code, 535);
-		assert_false(smtp_failure_is_temporary(DM_EAUTH, err.smtp_code));
+		assert_false(verdict_failure(DM_EAUTH, err.smtp_code) == VERDICT_TEMPORARY);
 		assert_int_equal(peer_capture_count(p), 0);
 		peer_stop(p);
 	}
@@ -663,22 +664,26 @@ static void replies_case(enum peer_kind kind)
 	assert_int_equal(res[1].code, 450);
 	assert_string_equal(res[1].enhanced, "4.2.1");
 	assert_int_equal(res[1].rcpt[0].code, 450);
-	assert_true(smtp_failure_is_temporary(res[1].status, res[1].code));
+	assert_true(verdict_failure(res[1].status, res[1].code) == VERDICT_TEMPORARY);
+	assert_int_equal(res[1].phase, SMTP_PHASE_RCPT);
 
 	assert_int_equal(res[2].status, DM_EPERMFAIL);
 	assert_int_equal(res[2].code, 550);
 	assert_string_equal(res[2].enhanced, "5.1.1");
-	assert_false(smtp_failure_is_temporary(res[2].status, res[2].code));
+	assert_false(verdict_failure(res[2].status, res[2].code) == VERDICT_TEMPORARY);
+	assert_int_equal(res[2].phase, SMTP_PHASE_RCPT);
 
 	assert_int_equal(res[3].status, DM_ETEMPFAIL);
 	assert_int_equal(res[3].code, 451);
 	assert_string_equal(res[3].enhanced, "4.3.0");
-	assert_true(smtp_failure_is_temporary(res[3].status, res[3].code));
+	assert_true(verdict_failure(res[3].status, res[3].code) == VERDICT_TEMPORARY);
+	assert_int_equal(res[3].phase, SMTP_PHASE_DATA);
 
 	assert_int_equal(res[4].status, DM_EPERMFAIL);
 	assert_int_equal(res[4].code, 554);
 	assert_string_equal(res[4].enhanced, "5.6.0");
-	assert_false(smtp_failure_is_temporary(res[4].status, res[4].code));
+	assert_false(verdict_failure(res[4].status, res[4].code) == VERDICT_TEMPORARY);
+	assert_int_equal(res[4].phase, SMTP_PHASE_DATA);
 
 	/* One recipient refused, the other accepted: the message is delivered
 	 * to the one. */

@@ -8,7 +8,9 @@
  * case runs the devmail binary to feed the body on stdin.  Every delivered
  * message is checked at the server: envelope (Bcc delivered), headers (Cc
  * present, Bcc absent), attachments by SHA-256.  Failures are checked in
- * the spool with outbox_list().
+ * the spool with outbox_list().  The queue path: a server limiting
+ * messages per connection (452 4.5.3), AUTH 454, and parallel sessions,
+ * counted by the peer's connection log.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -137,19 +139,17 @@ static void take(const struct shell_io *io, enum shell_stream s, char *buf,
 	snprintf(buf, cap, "%s", shell_io_mem_output(io, s, NULL));
 }
 
-/* Runs SENDMAIL with the given words (NULL-terminated) in root. */
-static void sendmail(struct run *r, const char *root, ...)
+/* Runs command `name` with the words in ap (NULL-terminated) in root. */
+static void vcommand(struct run *r, const char *root, const char *name,
+                     va_list ap)
 {
 	char *argv[64];
 	int argc = 0;
-	va_list ap;
-	argv[argc++] = "SENDMAIL";
-	va_start(ap, root);
+	argv[argc++] = (char *)name;
 	for (const char *w; (w = va_arg(ap, const char *)) != NULL;) {
 		assert_true(argc < 63);
 		argv[argc++] = (char *)w;
 	}
-	va_end(ap);
 	argv[argc] = NULL;
 	struct shell_io *io = NULL;
 	assert_int_equal(shell_io_mem_new(&(struct shell_io_mem_settings){ 0 },
@@ -166,11 +166,69 @@ static void sendmail(struct run *r, const char *root, ...)
 	shell_io_mem_free(io);
 }
 
+/* Runs SENDMAIL with the given words (NULL-terminated) in root. */
+static void sendmail(struct run *r, const char *root, ...)
+{
+	va_list ap;
+	va_start(ap, root);
+	vcommand(r, root, "SENDMAIL", ap);
+	va_end(ap);
+}
+
+/* Runs OUTBOX with the given words (NULL-terminated) in root. */
+static void outbox_cmd(struct run *r, const char *root, ...)
+{
+	va_list ap;
+	va_start(ap, root);
+	vcommand(r, root, "OUTBOX", ap);
+	va_end(ap);
+}
+
+static void set_key(const char *root, const char *key, const char *value)
+{
+	struct registry *reg = NULL;
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(registry_open(root, &reg, &err), DM_OK);
+	if (registry_set(reg, key, value, NULL, &err) != DM_OK)
+		fail_msg("%s = %s: %s", key, value, err.msg);
+	registry_close(reg);
+}
+
 static int count_cb(void *ctx, const struct outbox_item *it)
 {
 	(void)it;
 	(*(size_t *)ctx)++;
 	return 0;
+}
+
+struct attempts_seen {
+	size_t n;
+	unsigned attempts[16];
+	char error[16][600];
+};
+
+static int attempts_cb(void *ctx, const struct outbox_item *it)
+{
+	struct attempts_seen *a = ctx;
+	if (a->n < 16) {
+		a->attempts[a->n] = it->attempts;
+		snprintf(a->error[a->n], sizeof a->error[0], "%s", it->last_error);
+	}
+	a->n++;
+	return 0;
+}
+
+/* Attempts and last error of the queued messages of root. */
+static void queue_attempts(const char *root, struct attempts_seen *a)
+{
+	struct outbox *ob = NULL;
+	struct dm_err err;
+	memset(a, 0, sizeof *a);
+	dm_err_clear(&err);
+	assert_int_equal(outbox_open(root, NULL, &ob, &err), DM_OK);
+	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, attempts_cb, a, &err), DM_OK);
+	outbox_close(ob);
 }
 
 /* Messages in spool/queue or spool/failed of root. */
@@ -758,7 +816,8 @@ static void test_raw_batch(void **state)
 	assert_int_equal(submit_enqueue_raw(root, reg, &raw3, 0, id3, &err), DM_EINVAL);
 	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 2);
 
-	struct submit_hooks hooks = { .report = report_cb };
+	/* one session: the captures come in queue order */
+	struct submit_hooks hooks = { .report = report_cb, .sessions = 1 };
 	struct outbox_stats st;
 	report_cb_count = 0;
 	assert_int_equal(submit_deliver_due(root, reg, &hooks, &st, &err), DM_OK);
@@ -957,6 +1016,158 @@ static void test_raw_8bit_body(void **state)
 	peer_message_free(&m);
 }
 
+/* Queues n messages with subjects "<tag>0".. with SENDMAIL -q. */
+static void queue_n(struct run *r, const char *root, const char *tag, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		char subj[32], to[64];
+		snprintf(subj, sizeof subj, "%s%u", tag, i);
+		snprintf(to, sizeof to, "%s%u@example.net", tag, i);
+		sendmail(r, root, "-q", "-t", to, "-s", subj, "-m", "queued", NULL);
+		if (r->rc != 0)
+			fail_msg("SENDMAIL -q: %d %s", r->rc, r->err);
+	}
+}
+
+/* Checks that captures from..to-1 hold the subjects "<tag>0".."<tag>n-1"
+ * once each; counts how many came over each connection into per[]. */
+static void captures_once(const struct peer *p, unsigned from, const char *tag,
+                          unsigned n, unsigned per[16])
+{
+	unsigned seen[64] = { 0 };
+	assert_true(n <= 64);
+	memset(per, 0, 16 * sizeof(*per));
+	assert_int_equal(peer_capture_count(p), from - 1 + n);
+	for (unsigned c = from; c < from + n; c++) {
+		struct peer_message m;
+		char v[64];
+		load(p, c, &m);
+		assert_true(peer_message_header(&m, "Subject", v, sizeof v));
+		assert_true(strncmp(v, tag, strlen(tag)) == 0);
+		unsigned i = (unsigned)atoi(v + strlen(tag));
+		assert_true(i < n);
+		seen[i]++;
+		assert_true(m.session >= 1 && m.session < 16);
+		per[m.session]++;
+		peer_message_free(&m);
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (seen[i] != 1)
+			fail_msg("%s%u delivered %u times", tag, i, seen[i]);
+}
+
+/* A server that takes 3 messages per connection (452 4.5.3 to the 4th
+ * MAIL, as OpenSMTPD does past its limit): OUTBOX -a with Outbox/Sessions
+ * 1 delivers all 10 exactly once, reconnecting when told and then every 3
+ * messages - 4 connections - and the refusals are not attempts. */
+static void test_session_limit(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, "--session-limit", "3", NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	set_key(root, "Outbox/Sessions", "1");
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	queue_n(r, root, "lim", 10);
+	outbox_cmd(r, root, "-a", NULL);
+	if (r->rc != 0)
+		fail_msg("rc %d\nout: %s\nerr: %s", r->rc, r->out, r->err);
+	assert_contains(r->out, "10 sent, 0 deferred, 0 failed");
+	size_t lines = 0;
+	for (const char *q = r->out; (q = strstr(q, ": Sent to ")); q++)
+		lines++;
+	assert_int_equal(lines, 10);
+	assert_lacks(r->out, "452");
+	unsigned per[16];
+	captures_once(p, 1, "lim", 10, per);
+	assert_int_equal(peer_connection_count(p), 4);
+	assert_int_equal(per[1], 3);
+	assert_int_equal(per[2], 3);
+	assert_int_equal(per[3], 3);
+	assert_int_equal(per[4], 1);
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 0);
+	assert_int_equal(spool_count(root, OUTBOX_FAILED), 0);
+	free(r);
+}
+
+/* AUTH answered 454 4.7.0 (temporary): exit 75, the message stays queued
+ * with the attempt counted, and the line says it is queued for a retry and
+ * why; the same through OUTBOX -a.  (535 is 77: test_wrong_password.) */
+static void test_auth_454(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, "--auth-reply",
+	                        "454 4.7.0 Temporary authentication failure", NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	sendmail(r, root, "-s", "auth later", "-m", "x", NULL);
+	if (r->rc != 75)
+		fail_msg("rc %d\nout: %s\nerr: %s", r->rc, r->out, r->err);
+	assert_contains(r->err, "Queued ");
+	assert_contains(r->err, " for retry: ");
+	assert_contains(r->err, "454 4.7.0 Temporary authentication failure");
+	assert_contains(r->err, "; next try in ");
+	struct attempts_seen a;
+	queue_attempts(root, &a);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(a.attempts[0], 1);
+	assert_contains(a.error[0], "454 4.7.0");
+	outbox_cmd(r, root, "-a", NULL);
+	if (r->rc != 75)
+		fail_msg("rc %d\nout: %s\nerr: %s", r->rc, r->out, r->err);
+	assert_contains(r->out, "0 sent, 1 deferred, 0 failed");
+	assert_contains(r->out, "454 4.7.0 Temporary authentication failure");
+	queue_attempts(root, &a);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(a.attempts[0], 2);
+	assert_int_equal(spool_count(root, OUTBOX_FAILED), 0);
+	assert_int_equal(peer_capture_count(p), 0);
+	free(r);
+}
+
+/* Outbox/Sessions 2: OUTBOX -a opens two connections that share the
+ * queue, each message goes exactly once; with 1, one connection. */
+static void test_sessions_parallel(void **state)
+{
+	(void)state;
+	const char *extra[] = { "--user", USER ":" PASS, NULL };
+	struct peer *p = start_peer("starttls-required", extra);
+	char root[2048];
+	new_root(root, sizeof root);
+	configure(root, p->port, ACCT_STARTTLS, PASS);
+	set_key(root, "Outbox/Sessions", "2");
+	struct run *r = calloc(1, sizeof *r);
+	assert_non_null(r);
+	queue_n(r, root, "par", 10);
+	outbox_cmd(r, root, "-a", NULL);
+	if (r->rc != 0)
+		fail_msg("rc %d\nout: %s\nerr: %s", r->rc, r->out, r->err);
+	assert_contains(r->out, "10 sent, 0 deferred, 0 failed");
+	unsigned per[16];
+	captures_once(p, 1, "par", 10, per);
+	assert_int_equal(peer_connection_count(p), 2);
+	assert_true(per[1] >= 1 && per[2] >= 1);
+	assert_int_equal(per[1] + per[2], 10);
+
+	set_key(root, "Outbox/Sessions", "1");
+	queue_n(r, root, "one", 6);
+	outbox_cmd(r, root, "-a", NULL);
+	if (r->rc != 0)
+		fail_msg("rc %d\nout: %s\nerr: %s", r->rc, r->out, r->err);
+	captures_once(p, 11, "one", 6, per);
+	assert_int_equal(peer_connection_count(p), 3);
+	assert_int_equal(per[3], 6);
+	assert_int_equal(spool_count(root, OUTBOX_QUEUE), 0);
+	free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -977,6 +1188,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_raw_batch, test_teardown),
 		cmocka_unit_test_teardown(test_batch_many, test_teardown),
 		cmocka_unit_test_teardown(test_raw_8bit_body, test_teardown),
+		cmocka_unit_test_teardown(test_session_limit, test_teardown),
+		cmocka_unit_test_teardown(test_auth_454, test_teardown),
+		cmocka_unit_test_teardown(test_sessions_parallel, test_teardown),
 	};
 	return cmocka_run_group_tests_name("sendmail", tests, group_setup,
 	                                   group_teardown);

@@ -400,6 +400,20 @@ static void peers_copy_field(char *dst, size_t cap, const char *s, size_t n)
 	dst[n] = '\0';
 }
 
+size_t peer_connection_count(const struct peer *p)
+{
+	char path[PATH_MAX + 16];
+	char *buf = NULL;
+	size_t len = 0, n = 0;
+	snprintf(path, sizeof path, "%s/connections", p->capture);
+	if (peers_read_file(path, &buf, &len, NULL) != DM_OK)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		n += buf[i] == '\n';
+	free(buf);
+	return n;
+}
+
 enum dm_status peer_message_load(const struct peer *p, unsigned seq,
                                  struct peer_message *m, struct dm_err *err)
 {
@@ -431,6 +445,8 @@ enum dm_status peer_message_load(const struct peer *p, unsigned seq,
 			peers_copy_field(m->tls, sizeof m->tls, s + 4, n - 4);
 		} else if (n > 9 && strncmp(s, "SMTPUTF8 ", 9) == 0) {
 			m->smtputf8 = s[9] == '1';
+		} else if (n > 8 && strncmp(s, "SESSION ", 8) == 0) {
+			m->session = (unsigned)strtoul(s + 8, NULL, 10);
 		}
 		s = nl + 1;
 	}

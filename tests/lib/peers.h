@@ -99,6 +99,10 @@ int peer_stop(struct peer *p);
 /* Number of NNNNNN.eml files in the capture directory. */
 size_t peer_capture_count(const struct peer *p);
 
+/* Connections the peer accepted (aiosmtpd: lines of capture/connections;
+ * 0 when the file is missing). */
+size_t peer_connection_count(const struct peer *p);
+
 /* One captured message. */
 struct peer_message {
 	char *file;                /* whole file, malloc'd, NUL-terminated */
@@ -109,6 +113,8 @@ struct peer_message {
 	char auth[128];            /* "-" when not authenticated */
 	char tls[32];              /* "TLSv1.3", or "-" */
 	bool smtputf8;
+	unsigned session;          /* aiosmtpd: the connection's number (1, 2,
+	                              ...), 0 when not recorded */
 	const char *data;          /* message bytes inside file */
 	size_t data_len;
 	const char *body;          /* after the header/body blank line */

@@ -1,19 +1,24 @@
 /*
  * outboxcrash - crash driver for the outbox (tests/unit/test_outbox.c).
  *
- *   outboxcrash run ROOT SINK SEED COUNT KILLSTEP
+ *   outboxcrash run ROOT SINK SEED COUNT KILL
  *       Enqueues COUNT generated messages (a copy of each is written first
- *       to ROOT/orig/<seq>) and delivers after every third one and at the
- *       end.  The deliver callback plays the server: it appends a record
- *       "REC <id> <len>\n<bytes>\n" to SINK and fsyncs it, and refuses
- *       temporarily the first attempt of every message with seq % 4 == 1
- *       and permanently the first attempt of seq % 6 == 4 (-> failed/).
- *       With KILLSTEP > 0 the process SIGKILLs itself at the KILLSTEP-th
- *       outbox step (struct outbox_options.step); 0 means never (the test
- *       may kill it from outside instead).
+ *       to ROOT/orig/<seq>; odd seqs have two recipients) and delivers the
+ *       due ones after every third and at the end, in batches
+ *       (outbox_deliver_due with a deliverer).  The deliverer plays the
+ *       server: it appends a record "REC <id> <len> <rcpt>[,<rcpt>]\n
+ *       <bytes>\n" to SINK and fsyncs it, and on the first attempt refuses
+ *       temporarily every message with seq % 4 == 1, permanently seq % 6 ==
+ *       4 (-> failed/), and accepts seq % 5 == 3 for its first recipient
+ *       only (450 for the second: the message stays queued for it).
+ *       KILL says where the process SIGKILLs itself: N (> 0) at the N-th
+ *       outbox step (struct outbox_options.step), NAME or NAME@N at the
+ *       first (N-th) step called NAME; 0 means never (the test may kill it
+ *       from outside instead).
  *   outboxcrash finish ROOT SINK
  *       Opens the spool (cleaning tmp/), makes everything due and delivers
- *       all of it, accepting every message.
+ *       all of it (outbox_deliver, one call per message), accepting every
+ *       message for every recipient it still has.
  *
  * Progress markers on stdout, one write(2) per line so that none is lost
  * or torn when the process is killed:
@@ -21,7 +26,7 @@
  *   queued <seq> <id>           outbox_enqueue returned the id
  *   accepting <id>              the "server" starts taking the message
  *   accepted <id>               the record is in SINK and fsynced
- *   step <n> <name> <id>        the outbox finished a durable step
+ *   step <n> <name> <id>        the outbox finished a step
  *   done                        the mode completed
  */
 #include <errno.h>
@@ -39,8 +44,10 @@
 
 struct crash {
 	const char *sink;
-	long killstep;
-	long steps;
+	long killstep;           /* kill at this step number, 0: see killname */
+	char killname[32];       /* kill at the killnth step of this name */
+	long killnth;
+	long steps, named;
 	bool finish;
 	uint64_t rng;
 };
@@ -83,6 +90,8 @@ static void on_step(void *ctx, const char *step, const char *id)
 	c->steps++;
 	mark("step %ld %s %s", c->steps, step, id);
 	if (c->killstep > 0 && c->steps == c->killstep)
+		raise(SIGKILL);
+	if (c->killname[0] && !strcmp(step, c->killname) && ++c->named == c->killnth)
 		raise(SIGKILL);
 }
 
@@ -147,11 +156,11 @@ static void write_all(int fd, const char *p, size_t len)
 	}
 }
 
-static enum dm_status deliver(void *ctx, const struct outbox_item *item,
-                              const struct mail_source *msg, char *detail,
-                              size_t detail_cap, struct dm_err *err)
+/* Reads the whole message into *out (malloc'd). */
+static enum dm_status read_all(const struct outbox_item *item,
+                               const struct mail_source *msg, char **out,
+                               size_t *outlen, struct dm_err *err)
 {
-	struct crash *c = ctx;
 	size_t cap = (size_t)item->size + 1, len = 0;
 	char *buf = malloc(cap + 1);
 	enum dm_status st;
@@ -174,38 +183,105 @@ static enum dm_status deliver(void *ctx, const struct outbox_item *item,
 		}
 	}
 	buf[len] = '\0';
-	const char *x = strstr(buf, "X-Seq: ");
-	unsigned seq = x ? (unsigned)strtoul(x + 7, NULL, 10) : 0;
-	if (!c->finish && seq % 4 == 1 && item->attempts == 0) {
-		free(buf);
-		err->smtp_code = 451;
-		snprintf(err->enhanced, sizeof(err->enhanced), "4.3.0");
-		snprintf(err->server_text, sizeof(err->server_text), "try again later");
-		return dm_err_set(err, DM_ETEMPFAIL, "RCPT refused temporarily");
-	}
-	if (!c->finish && seq % 6 == 4 && item->attempts == 0) {
-		free(buf);
-		err->smtp_code = 550;
-		snprintf(err->enhanced, sizeof(err->enhanced), "5.1.1");
-		snprintf(err->server_text, sizeof(err->server_text), "no such user");
-		return dm_err_set(err, DM_EPERMFAIL, "RCPT refused");
-	}
+	*out = buf;
+	*outlen = len;
+	return DM_OK;
+}
+
+/* The "server" takes the message for recipients 0..nrcpt-1 of the item. */
+static void sink_record(struct crash *c, const struct outbox_item *item,
+                        size_t nrcpt, const char *buf, size_t len)
+{
+	char head[1024];
 	mark("accepting %s", item->id);
 	int fd = open(c->sink, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
 		die("open sink", NULL);
-	char head[128];
-	int hn = snprintf(head, sizeof(head), "REC %s %zu\n", item->id, len);
+	int hn = snprintf(head, sizeof(head), "REC %s %zu ", item->id, len);
+	for (size_t k = 0; k < nrcpt && hn > 0 && (size_t)hn < sizeof(head) - 320; k++)
+		hn += snprintf(head + hn, sizeof(head) - (size_t)hn, "%s%s",
+		               k ? "," : "", item->rcpt[k]);
+	head[hn++] = '\n';
 	write_all(fd, head, (size_t)hn);
 	write_all(fd, buf, len);
 	write_all(fd, "\n", 1);
 	if (fsync(fd) != 0)
 		die("fsync sink", NULL);
 	close(fd);
-	free(buf);
 	mark("accepted %s", item->id);
-	snprintf(detail, detail_cap, "via sink, seq %u", seq);
+}
+
+static unsigned seq_of(const char *buf)
+{
+	const char *x = strstr(buf, "X-Seq: ");
+	return x ? (unsigned)strtoul(x + 7, NULL, 10) : 0;
+}
+
+/* finish mode: one call per message, everything accepted. */
+static enum dm_status deliver(void *ctx, const struct outbox_item *item,
+                              const struct mail_source *msg, char *detail,
+                              size_t detail_cap, struct dm_err *err)
+{
+	struct crash *c = ctx;
+	char *buf;
+	size_t len;
+	enum dm_status st = read_all(item, msg, &buf, &len, err);
+
+	if (st != DM_OK)
+		return st;
+	sink_record(c, item, item->nrcpt, buf, len);
+	snprintf(detail, detail_cap, "via sink, seq %u", seq_of(buf));
+	free(buf);
 	return DM_OK;
+}
+
+/* run mode: one outcome per message as submit would set it. */
+static void deliver_one(struct crash *c, const struct outbox_item *item,
+                        const struct mail_source *msg, struct outbox_outcome *o)
+{
+	static const int partial_codes[2] = { 250, 450 };
+	struct verdict_input in = { .phase = VERDICT_MESSAGE };
+	char *buf;
+	size_t len;
+
+	o->status = read_all(item, msg, &buf, &len, &o->err);
+	if (o->status != DM_OK) {
+		in.status = o->status;
+		verdict_decide(&in, &o->verdict, NULL);
+		return;
+	}
+	unsigned seq = seq_of(buf);
+	bool first = item->attempts == 0;
+	if (first && seq % 4 == 1) {
+		o->err.smtp_code = in.code = 451;
+		snprintf(o->err.enhanced, sizeof(o->err.enhanced), "4.3.0");
+		snprintf(o->err.server_text, sizeof(o->err.server_text), "try again later");
+		o->status = in.status = dm_err_set(&o->err, DM_ETEMPFAIL,
+		                                   "RCPT refused temporarily");
+	} else if (first && seq % 6 == 4) {
+		o->err.smtp_code = in.code = 550;
+		snprintf(o->err.enhanced, sizeof(o->err.enhanced), "5.1.1");
+		snprintf(o->err.server_text, sizeof(o->err.server_text), "no such user");
+		o->status = in.status = dm_err_set(&o->err, DM_EPERMFAIL, "RCPT refused");
+	} else if (first && seq % 5 == 3 && item->nrcpt == 2) {
+		sink_record(c, item, 1, buf, len);
+		in.rcpt_code = partial_codes;
+		in.nrcpt = 2;
+		dm_err_set(&o->err, DM_ETEMPFAIL, "recipient %s refused for now",
+		           item->rcpt[1]);
+		o->err.smtp_code = 450;
+	} else {
+		sink_record(c, item, item->nrcpt, buf, len);
+	}
+	free(buf);
+	verdict_decide(&in, &o->verdict, o->retry);
+	snprintf(o->detail, sizeof(o->detail), "via sink, seq %u", seq);
+}
+
+static void deliver_batch(void *ctx, const struct outbox_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		deliver_one(ctx, &b->items[i], &b->msgs[i], &b->out[i]);
 }
 
 int main(int argc, char **argv)
@@ -217,11 +293,19 @@ int main(int argc, char **argv)
 	const char *root;
 
 	if (argc == 7 && !strcmp(argv[1], "run")) {
-		c.killstep = atol(argv[6]);
+		const char *k = argv[6];
+		if (*k >= '0' && *k <= '9') {
+			c.killstep = atol(k);
+		} else {
+			const char *at = strchr(k, '@');
+			size_t n = at ? (size_t)(at - k) : strlen(k);
+			snprintf(c.killname, sizeof(c.killname), "%.*s", (int)n, k);
+			c.killnth = at ? atol(at + 1) : 1;
+		}
 	} else if (argc == 4 && !strcmp(argv[1], "finish")) {
 		c.finish = true;
 	} else {
-		fprintf(stderr, "usage: outboxcrash run ROOT SINK SEED COUNT KILLSTEP\n"
+		fprintf(stderr, "usage: outboxcrash run ROOT SINK SEED COUNT KILL\n"
 		                "       outboxcrash finish ROOT SINK\n");
 		return 2;
 	}
@@ -229,6 +313,7 @@ int main(int argc, char **argv)
 	c.sink = argv[3];
 	opt.step = on_step;
 	opt.hook_ctx = &c;
+	struct outbox_deliverer batch = { .deliver = deliver_batch, .ctx = &c };
 	dm_err_clear(&err);
 	if (outbox_open(root, &opt, &ob, &err) != DM_OK)
 		die("open", &err);
@@ -265,7 +350,7 @@ int main(int argc, char **argv)
 			free(m);
 			if (seq % 3 == 2) {
 				dm_err_clear(&err);
-				if (outbox_deliver(ob, NULL, deliver, &c, NULL, &err) != DM_OK)
+				if (outbox_deliver_due(ob, &batch, NULL, &err) != DM_OK)
 					die("deliver", &err);
 			}
 		}

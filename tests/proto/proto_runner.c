@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "mail/smtp.h"
+#include "mail/verdict.h"
 
 #define MAXLINES 512
 #define IO_TIMEOUT_MS 10000
@@ -1008,6 +1009,17 @@ int main(int argc, char **argv)
 			struct smtp_result *r = &res[nmsg - 1];
 			snprintf(got, sizeof(got), "%s %d (%s)", sname(r->status), r->code, r->diag);
 			ok = !strcmp(a, sname(r->status)) && (code < 0 || code == r->code);
+		} else if (!strcmp(key, "phase")) {
+			/* phase N NAME: where message N stopped (smtp_result.phase) */
+			static const char *const names[] = { "none", "auth", "local",
+			                                     "mail", "rcpt", "data" };
+			int nmsg = 0;
+			sscanf(rest, "%d %511s", &nmsg, a);
+			if (nmsg < 1 || (size_t)nmsg > nmsgs)
+				die("expect phase: bad index");
+			unsigned ph = (unsigned)res[nmsg - 1].phase;
+			snprintf(got, sizeof(got), "%s", ph < 6 ? names[ph] : "?");
+			ok = !strcmp(a, got);
 		} else if (!strcmp(key, "rcpt")) {
 			int nmsg = 0, k = 0, code = 0;
 			sscanf(rest, "%d %d %d", &nmsg, &k, &code);
@@ -1033,7 +1045,7 @@ int main(int argc, char **argv)
 			     (atoi(rest) == lasterr->smtp_code && !strchr(rest, ' '));
 		} else if (!strcmp(key, "temporary")) {
 			enum dm_status st = ost != DM_OK ? ost : sst;
-			bool t = smtp_failure_is_temporary(st, lasterr->smtp_code);
+			bool t = verdict_failure(st, lasterr->smtp_code) == VERDICT_TEMPORARY;
 			snprintf(got, sizeof(got), "%s", t ? "yes" : "no");
 			ok = !strcmp(rest, got);
 		} else if (!strcmp(key, "verified")) {

@@ -1,5 +1,5 @@
 /* test_log.c - the system log: line format in local time, sanitising,
- * truncation, rotation, log_tail across rotation, and several real processes
+ * truncation, rotation, several lines in one write (log_write_lines), log_tail across rotation, and several real processes
  * (tests/lib/prog_logwriter.c) appending at once, with and without rotation
  * under contention. */
 #include <setjmp.h>
@@ -220,6 +220,58 @@ static int payload_num(const char *line)
 	if (sscanf(line + STAMP_LEN, "line %d", &n) != 1)
 		fail_msg("bad line '%s'", line);
 	return n;
+}
+
+/* Several lines in one call: each stamped and cleaned like log_write(),
+ * in order, NULL as an empty line, a long one cut; with a limit the whole
+ * group goes into the file after the rotation (never split across). */
+static void test_write_lines(void **state)
+{
+	struct log_fixture *f = *state;
+	struct lines l;
+	char *big = malloc(LOG_LINE_MAX + 100);
+	assert_non_null(big);
+	memset(big, 'z', LOG_LINE_MAX + 99);
+	big[LOG_LINE_MAX + 99] = '\0';
+	const char *group[] = { "sent a", "deferred b:\r\nforged", NULL, big };
+
+	assert_int_equal(log_write(f->root, 0, NULL, "before"), DM_OK);
+	assert_int_equal(log_write_lines(f->root, 0, group, 4, NULL), DM_OK);
+	assert_int_equal(log_write_lines(f->root, 0, group, 0, NULL), DM_OK);
+	lines_read(f->file, &l);
+	assert_int_equal(l.n, 5);
+	assert_string_equal(l.v[0] + STAMP_LEN, "before");
+	assert_string_equal(l.v[1] + STAMP_LEN, "sent a");
+	assert_string_equal(l.v[2] + STAMP_LEN, "deferred b:  forged");
+	assert_string_equal(l.v[3] + STAMP_LEN, "");
+	assert_int_equal(strlen(l.v[4]), STAMP_LEN + LOG_LINE_MAX);
+	for (size_t i = 0; i < l.n; i++) {
+		regex_t re;
+		assert_int_equal(regcomp(&re, STAMP_RE, REG_EXTENDED), 0);
+		assert_int_equal(regexec(&re, l.v[i], 0, NULL, 0), 0);
+		regfree(&re);
+	}
+	lines_free(&l);
+
+	/* 10 lines of 32 bytes against a 400-byte limit: the file holds 5 + 10
+	 * after the first group would pass it, so the second group starts a new
+	 * file whole. */
+	char names[10][16];
+	const char *ten[10];
+	for (int i = 0; i < 10; i++) {
+		snprintf(names[i], sizeof(names[i]), "line %03d", i);
+		ten[i] = names[i];
+	}
+	assert_int_equal(log_write_lines(f->root, 400, ten, 10, NULL), DM_OK);
+	lines_read(f->file, &l);
+	assert_int_equal(l.n, 10);
+	assert_int_equal(payload_num(l.v[0]), 0);
+	assert_int_equal(payload_num(l.v[9]), 9);
+	lines_free(&l);
+	lines_read(f->bak, &l);
+	assert_int_equal(l.n, 5);
+	lines_free(&l);
+	free(big);
 }
 
 /* 100 lines of 32 bytes ("MM/DD/YY HH:MM:SS.mmm, line NNN\n") with a
@@ -449,6 +501,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sanitise, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tail_foreign_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_four_writers, setup, teardown),

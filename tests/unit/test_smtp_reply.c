@@ -1,5 +1,5 @@
 /* test_smtp_reply.c - the SMTP reply parser (RFC 5321 4.2), RFC 3463
- * enhanced codes, EHLO capability parsing, failure classification. */
+ * enhanced codes, EHLO capability parsing (failure classification: test_verdict). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -134,29 +134,12 @@ static void test_caps(void **state)
 	assert_int_equal(c.size_max, 0);
 }
 
-static void test_temporary(void **state)
-{
-	(void)state;
-	assert_true(smtp_failure_is_temporary(DM_ETEMPFAIL, 451));
-	assert_true(smtp_failure_is_temporary(DM_EAUTH, 454));
-	assert_true(smtp_failure_is_temporary(DM_ETEMPFAIL, 421));
-	assert_true(smtp_failure_is_temporary(DM_ENET, 0));
-	assert_true(smtp_failure_is_temporary(DM_ETIMEOUT, 0));
-	assert_false(smtp_failure_is_temporary(DM_EAUTH, 535));
-	assert_false(smtp_failure_is_temporary(DM_EPERMFAIL, 550));
-	assert_false(smtp_failure_is_temporary(DM_ETLS, 0));
-	assert_false(smtp_failure_is_temporary(DM_EAUTH, 0));
-	assert_false(smtp_failure_is_temporary(DM_EINVAL, 0));
-	assert_false(smtp_failure_is_temporary(DM_ECONFIG, 0));
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_replies),
 		cmocka_unit_test(test_line_cap),
 		cmocka_unit_test(test_caps),
-		cmocka_unit_test(test_temporary),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
