@@ -679,7 +679,8 @@ static enum smtp_phase smtp_phase_of(enum smtp_state st)
 	case SMTP_STATE_MAIL:           return SMTP_PHASE_MAIL;
 	case SMTP_STATE_RCPT:           return SMTP_PHASE_RCPT;
 	case SMTP_STATE_DATA:
-	case SMTP_STATE_DOT:            return SMTP_PHASE_DATA;
+	case SMTP_STATE_DOT:
+	case SMTP_STATE_BDAT:           return SMTP_PHASE_DATA;
 	default:                        return SMTP_PHASE_NONE;
 	}
 }
@@ -1349,6 +1350,7 @@ static void smtp_on_bdat(struct smtp_client *c, const struct smtp_reply *r)
 		struct smtp_result *res = &c->res[c->cur];
 		c->txn_open = false;
 		res->status = DM_OK;
+		res->phase = SMTP_PHASE_DATA;
 		res->code = r->code;
 		snprintf(res->enhanced, sizeof(res->enhanced), "%s", r->enhanced);
 		smtp_reply_first_line(r, res->text, sizeof(res->text));
