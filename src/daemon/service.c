@@ -647,6 +647,8 @@ int devmaild_run(const struct devmaild_settings *s)
 	d.reg_changes = registry_change_counter(d.reg);
 	d.email_hash = dmd_email_hash(d.reg);
 	d.dirty = true;              /* whatever is due now goes at once */
+	dlog(&d.log, "ready (Outbox/Sessions %u, clock %s)", d.sessions,
+	     clockwatch_state_str(d.cw.state));
 	dmd_ready(&d, 0, NULL);
 	dmd_loop(&d);
 	return dmd_stop(&d);
