@@ -19,7 +19,7 @@
  *             timer wake-up), the clock watch's timerfd (clockwatch.h),
  *             and the worker's eventfd (a delivery round ended);
  *   stop      SIGTERM/SIGINT: no new round, devmaild_cancel_inflight(),
- *             wait at most DEVMAILD_STOP_MS for the worker, exit 0; a
+ *             wait at most DEVMAILD_STOP_MS for the worker, exit 0 (within 2 s); a
  *             message whose final dot was not answered stays queued.
  *             SIGHUP: reload the registry.
  *
@@ -32,7 +32,8 @@
 
 #include <stdbool.h>
 
-#define DEVMAILD_STOP_MS 2000     /* SIGTERM to exit, at most */
+#define DEVMAILD_STOP_MS 1800     /* waiting for the worker at a stop: with
+                                     the rest of the exit, within 2 s */
 #define DEVMAILD_SESSIONS_DEFAULT 2  /* Outbox/Sessions when unset */
 #define DEVMAILD_BUSY_WAIT_MAX 30    /* seconds: recheck of a due message
                                         another process holds */
