@@ -165,8 +165,11 @@ static void dmd_arm_due(struct dmd *d, time_t when)
 	d->due_at = when;
 }
 
-/* Starts a round when one is wanted, else arms the due timer at the
- * earliest next try (or disarms it: nothing waits, no wake-up). */
+/* Starts a round when one is wanted and something is due, else arms the
+ * due timer at the earliest next try (or disarms it: nothing waits, no
+ * wake-up).  `dirty` means "look now": set by a queued message, the due
+ * timer, a settings change; an empty queue starts no round (and no thread
+ * exists before the first message). */
 static void dmd_schedule(struct dmd *d)
 {
 	time_t when = 0, now;
@@ -174,7 +177,23 @@ static void dmd_schedule(struct dmd *d)
 
 	if (d->round_active || d->stopping)
 		return;
-	if (d->dirty && !d->blocked) {
+	if (d->blocked) {
+		dmd_arm_due(d, 0);
+		return;
+	}
+	dm_err_clear(&e);
+	enum dm_status st = outbox_next_due(d->ob, &when, &e);
+	if (st == DM_ENOTFOUND) {
+		d->dirty = false;
+		dmd_arm_due(d, 0);
+		return;
+	}
+	now = time(NULL);
+	if (st != DM_OK) {
+		dlog(&d->log, "cannot read the queue: %s", e.msg);
+		when = now;
+	}
+	if (when <= now && d->dirty) {
 		d->dirty = false;
 		if (worker_pool_round(d->pool, d->sessions)) {
 			d->round_active = true;
@@ -184,21 +203,7 @@ static void dmd_schedule(struct dmd *d)
 		dlog(&d->log, "cannot start a delivery thread; trying again in %lds",
 		     d->busy_wait);
 	}
-	if (d->blocked) {
-		dmd_arm_due(d, 0);
-		return;
-	}
-	dm_err_clear(&e);
-	enum dm_status st = outbox_next_due(d->ob, &when, &e);
-	if (st == DM_ENOTFOUND) {
-		dmd_arm_due(d, 0);
-		return;
-	}
-	now = time(NULL);
-	if (st != DM_OK) {
-		dlog(&d->log, "cannot read the queue: %s", e.msg);
-		when = now;
-	}
+	d->dirty = false;
 	if (when <= now) {
 		/* Due, yet the last round did not take it: another process holds
 		 * it (SENDMAIL delivering it now, OUTBOX -r), or the run failed.
