@@ -5,8 +5,10 @@ BUILD ?= build
 BUILD_ASAN ?= build-asan
 BUILD_REL ?= build-release
 BUILD_CLANG ?= build-clang
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: all setup build build-asan build-release check test test-asan demo bench clean
+.PHONY: all setup build build-asan build-release check test test-asan demo bench install clean
 
 all: build
 
@@ -48,6 +50,12 @@ demo: setup build
 
 bench: setup build
 	bash bench/run $(BUILD)
+
+# Programs, man pages, the mail library (+ devmail.pc) and the systemd unit under
+# $(DESTDIR)$(PREFIX); the unit and the .pc name $(PREFIX) (dist/install.cmake.in).
+# Then, on the target: systemctl daemon-reload && systemctl enable --now devmaild
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_REL) $(BUILD_CLANG)

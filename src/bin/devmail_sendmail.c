@@ -11,9 +11,12 @@
  * and removes the Bcc field.  Date and Message-ID are added when missing;
  * From too (NAME from -F, the address from -f or Email/FromAddress).  The
  * message is queued through mail/submit.c (on disk before anything is
- * sent) and delivered at once unless -odq.  Exit statuses as SENDMAIL:
- * 0 sent, 75 queued for retry, 69 refused, 77 authentication failed,
- * 78 configuration missing, 65 bad input, 64 bad usage, 74 local I/O.
+ * sent).  When a devmaild serves the data root (it holds ROOT/devmaild.pid)
+ * the message is its to deliver and we exit 0 at once; otherwise it is
+ * delivered now unless -odq.  Exit statuses as SENDMAIL: 0 sent (or queued
+ * for devmaild, or with -odq), 75 queued for retry, 69 refused, 77
+ * authentication failed, 78 configuration missing, 65 bad input, 64 bad
+ * usage, 74 local I/O.
  * Silent on success (sendmail's behaviour, for cron); -v shows the SMTP
  * dialogue and the result line on stdout.
  */
@@ -28,6 +31,7 @@
 #include <unistd.h>
 
 #include "core/paths.h"
+#include "core/pidfile.h"
 #include "core/registry.h"
 #include "mail/address.h"
 #include "mail/submit.h"
@@ -245,13 +249,16 @@ static int sm_usage(FILE *f, int code)
 	    "  -f FROM    envelope sender (also -r FROM)\n"
 	    "  -F NAME    full name for the From field added when there is none\n"
 	    "  -v         show the SMTP dialogue and the result\n"
-	    "  -odq       only queue the message (OUTBOX -a or devmail-sendmail -q sends it)\n"
+	    "  -odq       only queue the message (devmaild, OUTBOX -a or -q sends it)\n"
 	    "  -q         deliver every queued message now (retry schedule ignored)\n"
 	    "  --root DIR data root (else $DEVMAIL_ROOT, else the default)\n"
 	    "  ignored for compatibility: -oX, -odi, -odb, -bm, -em, -U, -m, -n,\n"
 	    "  -B TYPE, -N DSN, -R RET, -V ENVID, -L TAG, -h N, -O OPT=VAL\n"
-	    "exit: 0 sent, 75 queued for retry, 69 refused, 77 authentication "
-	    "failed,\n      78 configuration missing, 65 bad input, 64 usage\n");
+	    "When a devmaild serves the data root, the message is queued for it\n"
+	    "and the exit status is 0 at once.\n"
+	    "exit: 0 sent (or queued for devmaild), 75 queued for retry, 69 refused,\n"
+	    "      77 authentication failed, 78 configuration missing, 65 bad input,\n"
+	    "      64 usage\n");
 	return code;
 }
 
@@ -476,8 +483,16 @@ static int sm_submit(const char *root, struct registry *reg,
 	free(in.pre);
 	free(in.buf);
 	in.pre = in.buf = NULL;
-	if (a->queue_only) {
-		if (a->verbose)
+	/* sendmail's contract: once the message is durably queued and a queue
+	 * runner serves it, the queue owns it, and the caller (cron, mailx)
+	 * is done.  With a devmaild on this root, inotify wakes it at once;
+	 * without one, deliver it now, and 75 says it is not sent yet. */
+	pid_t daemon = a->queue_only ? 0 : pidfile_daemon_pid(root);
+	if (a->queue_only || daemon > 0) {
+		if (a->verbose && daemon > 0)
+			printf("Queued %s; devmaild (pid %ld) delivers it\n", id,
+			       (long)daemon);
+		else if (a->verbose)
 			printf("Queued %s\n", id);
 		return EX_OK;
 	}

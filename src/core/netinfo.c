@@ -169,13 +169,17 @@ enum dm_status netinfo_read(struct netinfo *ni, const char *resolv_conf,
 	netinfo_gw6(ni);
 	netinfo_dns(ni, resolv_conf);
 
+	ni->clock_synced = netinfo_clock_state();
+	return DM_OK;
+}
+
+int netinfo_clock_state(void)
+{
 	/* adjtimex(2) with modes 0 only reads; TIME_ERROR / STA_UNSYNC mean the
 	 * kernel clock is not disciplined by NTP. */
 	struct timex tx = { .modes = 0 };
 	int state = adjtimex(&tx);
 	if (state < 0)
-		ni->clock_synced = -1;
-	else
-		ni->clock_synced = (state != TIME_ERROR && !(tx.status & STA_UNSYNC)) ? 1 : 0;
-	return DM_OK;
+		return -1;
+	return (state != TIME_ERROR && !(tx.status & STA_UNSYNC)) ? 1 : 0;
 }

@@ -42,6 +42,11 @@ struct netinfo {
 enum dm_status netinfo_read(struct netinfo *ni, const char *resolv_conf,
                             struct dm_err *err);
 
+/* The clock state alone (what netinfo_read() puts in clock_synced): 1
+ * synchronised, 0 not, -1 unknown.  One adjtimex(2) call that only reads;
+ * the daemon's clock watch calls it when it looks again. */
+int netinfo_clock_state(void);
+
 /* Converts a netmask sockaddr byte array into a prefix length. */
 unsigned netinfo_prefix_len(const unsigned char *mask, size_t len);
 

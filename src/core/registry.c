@@ -78,9 +78,18 @@ static const char reg_schema_sql[] =
 	" value TEXT NOT NULL) WITHOUT ROWID;";
 
 /* Creates the file 0600 before SQLite does (its -wal/-shm copy the mode). */
+/* Creates the file (mode 0600) when it does not exist.  An existing file
+ * is never opened here: SQLite's locks are POSIX record locks, and closing
+ * ANY descriptor of the file drops every lock this process holds on it -
+ * including those of another connection in the same process (the daemon
+ * has one per thread).  A closing writer elsewhere would then believe it
+ * was the last connection and delete the WAL and shared-memory files under
+ * us, leaving our connection on a stale snapshot for good. */
 static enum dm_status reg_create_file(const char *path, struct dm_err *err)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST)
+		return DM_OK;
 	if (fd < 0)
 		return dm_err_set(err, DM_EIO, "registry: cannot create %s: %s",
 		                  path, strerror(errno));

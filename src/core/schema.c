@@ -136,8 +136,12 @@ static const struct schema_key schema_table[] = {
 	  .summary = "Email On Boot",
 	  .description = "When true a mail is sent to Email/ToAddress each "
 	    "time the unit starts.  This is \"Email On Boot\" on the Events "
-	    "page.",
-	  .see_also = "Email/ToAddress" },
+	    "page.  The devmail service (devmaild) queues it once per start, "
+	    "with the subject \"<host name> booted\" and the host name, "
+	    "devmail version, boot time, uptime, addresses, gateway, DNS "
+	    "servers and clock state in the body; a server that is down at "
+	    "boot gets it later, on the retry schedule.",
+	  .see_also = "Email/ToAddress, IpConfig/HostName, Outbox/RetryMin" },
 	{ .name = "IpConfig/HostName", .type = SCHEMA_HOSTNAME,
 	  .def_display = "system host name", .def_hostname = true,
 	  .summary = "EHLO name, subject of system mails",
@@ -157,7 +161,9 @@ static const struct schema_key schema_table[] = {
 	  .min = 60, .max = 31536000, .unit = "seconds",
 	  .summary = "give up on a message after this long",
 	  .description = "A message that could not be delivered for this "
-	    "long is given up and the failure is written to the system log.  "
+	    "long is given up at its next attempt: it moves to the failed "
+	    "outbox (OUTBOX -f) with the reason \"expired after ...; last "
+	    "error: ...\", and the failure is written to the system log.  "
 	    "The default is three days.",
 	  .see_also = "Outbox/RetryMin, Outbox/RetryMax" },
 	{ .name = "Outbox/RetryMin", .type = SCHEMA_INT, .def = "60",
@@ -165,12 +171,15 @@ static const struct schema_key schema_table[] = {
 	  .summary = "first retry delay",
 	  .description = "The wait before the first retry of a message that "
 	    "failed temporarily; each later wait doubles up to "
-	    "Outbox/RetryMax.",
+	    "Outbox/RetryMax.  The devmail service (devmaild) makes the "
+	    "retries by itself at those times; the schedule is stored with "
+	    "each message, so it survives a restart.",
 	  .see_also = "Outbox/RetryMax, Outbox/MaxAge" },
 	{ .name = "Outbox/RetryMax", .type = SCHEMA_INT, .def = "3600",
 	  .min = 1, .max = 604800, .unit = "seconds",
 	  .summary = "longest retry delay",
-	  .description = "The longest wait between two retries of a message.",
+	  .description = "The longest wait between two retries of a message "
+	    "(the devmail service retries by itself; see Outbox/RetryMin).",
 	  .see_also = "Outbox/RetryMin, Outbox/MaxAge" },
 	{ .name = "Outbox/Sessions", .type = SCHEMA_INT, .def = "2",
 	  .min = 1, .max = 8,

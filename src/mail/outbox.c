@@ -1251,10 +1251,18 @@ static void ob_apply(struct outbox *ob, struct ob_slot *s,
 	}
 	ob_reason(o, o->reason, sizeof(o->reason));
 	if (kind != VERDICT_PERMANENT && now - s->env->created >= ob->opt.max_age) {
+		/* "expired after N hours" as users read it; seconds only below
+		 * an hour (short MaxAge values in tests and on the bench). */
+		long age = (long)(now - s->env->created);
+		char span[48];
+		if (age >= 3600)
+			snprintf(span, sizeof(span), "%ld hour%s", age / 3600,
+			         age / 3600 == 1 ? "" : "s");
+		else
+			snprintf(span, sizeof(span), "%ld s", age);
 		snprintf(expired, sizeof(expired),
-		         "expired after %ld s in the queue (%u attempts, Outbox/MaxAge %ld s); last error: %s",
-		         (long)(now - s->env->created), o->attempts, ob->opt.max_age,
-		         o->reason);
+		         "expired after %s (%u attempts, Outbox/MaxAge %ld s); last error: %s",
+		         span, o->attempts, ob->opt.max_age, o->reason);
 		ob_one_line(o->reason, sizeof(o->reason), expired);
 		o->expired = true;
 		kind = VERDICT_PERMANENT;
@@ -2009,4 +2017,348 @@ enum dm_status outbox_next_due(struct outbox *ob, time_t *when,
 	if (st == DM_OK && !any)
 		return dm_err_set(err, DM_ENOTFOUND, "outbox: the queue is empty");
 	return st;
+}
+
+/* ---- failed messages: lookup, dialogue, re-queue ---------------------------- */
+
+#define OB_DIALOGUE_FORMAT "DEVMAIL-DIALOGUE"
+#define OB_DIALOGUE_VERSION 1
+#define OB_DIALOGUE_FILE "dialogue"
+#define OB_DIALOGUE_MAX (OUTBOX_DIALOGUE_LINES * (OUTBOX_DIALOGUE_LINE_MAX + 8) + 64)
+
+static const char *ob_which_name(enum outbox_which which)
+{
+	return which == OUTBOX_FAILED ? "failed outbox" : "outbox queue";
+}
+
+/* Whether dir/<id> exists as a directory. */
+static bool ob_entry_exists(const char *dir, const char *id)
+{
+	char path[DM_PATH_MAX];
+	struct stat sb;
+
+	return ob_path(path, dir, id, NULL, NULL) == DM_OK &&
+	       stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+enum dm_status outbox_resolve(struct outbox *ob, unsigned where,
+                              const char *prefix, char id[OUTBOX_ID_MAX],
+                              enum outbox_which *found, struct dm_err *err)
+{
+	static const enum outbox_which order[] = { OUTBOX_QUEUE, OUTBOX_FAILED };
+	static const unsigned bit[] = { OUTBOX_IN_QUEUE, OUTBOX_IN_FAILED };
+	char first[3][OUTBOX_ID_MAX];
+	enum outbox_which first_where = OUTBOX_QUEUE;
+	size_t matches = 0, plen;
+	enum dm_status st;
+
+	id[0] = '\0';
+	if ((st = ob_check_id(prefix, err)) != DM_OK)
+		return st;
+	plen = strlen(prefix);
+	/* A whole id wins, even when it is also the prefix of a longer one. */
+	for (size_t i = 0; i < 2; i++) {
+		if (!(where & bit[i]) || !ob_entry_exists(ob_dir(ob, order[i]), prefix))
+			continue;
+		snprintf(id, OUTBOX_ID_MAX, "%s", prefix);
+		if (found)
+			*found = order[i];
+		return DM_OK;
+	}
+	for (size_t i = 0; i < 2; i++) {
+		struct ob_ids ids;
+		if (!(where & bit[i]))
+			continue;
+		if ((st = ob_scan(ob_dir(ob, order[i]), &ids, err)) != DM_OK)
+			return st;
+		for (size_t k = 0; k < ids.n; k++) {
+			if (strncmp(ids.id[k], prefix, plen) != 0)
+				continue;
+			if (matches < 3)
+				snprintf(first[matches], sizeof(first[matches]), "%s",
+				         ids.id[k]);
+			if (matches == 0)
+				first_where = order[i];
+			matches++;
+		}
+		free(ids.id);
+	}
+	if (matches == 0)
+		return dm_err_set(err, DM_ENOTFOUND, "outbox: no message %s%s",
+		    where == OUTBOX_IN_FAILED ? "in the failed outbox matches " :
+		    where == OUTBOX_IN_QUEUE ? "in the queue matches " : "matches ",
+		    prefix);
+	if (matches > 1)
+		return dm_err_set(err, DM_EINVAL, "outbox: '%s' matches %zu messages "
+		                  "(%s, %s%s%s%s): give more of the id", prefix, matches,
+		                  first[0], first[1], matches > 2 ? ", " : "",
+		                  matches > 2 ? first[2] : "", matches > 3 ? ", ..." : "");
+	snprintf(id, OUTBOX_ID_MAX, "%s", first[0]);
+	if (found)
+		*found = first_where;
+	return DM_OK;
+}
+
+enum dm_status outbox_get(struct outbox *ob, enum outbox_which which,
+                          const char *id, outbox_list_fn fn, void *ctx,
+                          struct dm_err *err)
+{
+	char dir[DM_PATH_MAX];
+	struct ob_env *env = NULL;
+	struct outbox_item it;
+	struct dm_err e;
+	enum dm_status st;
+	int rc;
+
+	if ((st = ob_check_id(id, err)) != DM_OK ||
+	    (st = ob_path(dir, ob_dir(ob, which), id, NULL, err)) != DM_OK)
+		return st;
+	dm_err_clear(&e);
+	st = ob_state_read(dir, &env, &e);   /* the reason lives in retry */
+	if (st == DM_ENOTFOUND)
+		return dm_err_set(err, st, "outbox: no message %s in the %s", id,
+		                  ob_which_name(which));
+	if (st == DM_EINVAL) {
+		static const char *const none[1] = { NULL };
+		memset(&it, 0, sizeof(it));
+		it.id = id;
+		it.from = "";
+		it.rcpt = none;
+		it.last_error = e.msg;
+		it.failed = which == OUTBOX_FAILED;
+		it.damaged = true;
+		rc = fn(ctx, &it);
+		return (enum dm_status)rc;
+	}
+	if (st != DM_OK) {
+		if (err)
+			*err = e;
+		return st;
+	}
+	ob_item_fill(ob, &it, id, env);
+	it.failed = which == OUTBOX_FAILED;
+	rc = fn(ctx, &it);
+	ob_env_free(env);
+	return (enum dm_status)rc;
+}
+
+enum dm_status outbox_dialogue_save(struct outbox *ob, enum outbox_which which,
+                                    const char *id, const char *const *lines,
+                                    size_t n, struct dm_err *err)
+{
+	const char *dir = ob_dir(ob, which);
+	char path[DM_PATH_MAX], one[OUTBOX_DIALOGUE_LINE_MAX];
+	char *buf = NULL;
+	size_t len = 0, from = 0;
+	enum dm_status st;
+	FILE *f;
+	int fd;
+
+	if ((st = ob_check_id(id, err)) != DM_OK ||
+	    (st = ob_path(path, dir, id, OB_DIALOGUE_FILE, err)) != DM_OK)
+		return st;
+	st = ob_lock(dir, id, &fd, err);
+	if (st == DM_ENOTFOUND)
+		return dm_err_set(err, st, "outbox: no message %s in the %s", id,
+		                  ob_which_name(which));
+	if (st == DM_EBUSY)
+		return dm_err_set(err, st, "outbox: message %s is being delivered "
+		                  "or removed by another process", id);
+	if (st != DM_OK)
+		return st;
+	if (!(f = open_memstream(&buf, &len))) {
+		close(fd);
+		return dm_err_set(err, DM_ENOMEM, "outbox: out of memory");
+	}
+	if (n > OUTBOX_DIALOGUE_LINES)
+		from = n - OUTBOX_DIALOGUE_LINES;
+	fprintf(f, "%s %d\n", OB_DIALOGUE_FORMAT, OB_DIALOGUE_VERSION);
+	for (size_t i = from; i < n; i++) {
+		ob_one_line(one, sizeof(one), lines[i]);
+		fprintf(f, "line %s\n", one);
+	}
+	fputs("end\n", f);
+	if (fclose(f) != 0) {
+		free(buf);
+		close(fd);
+		return dm_err_set(err, DM_ENOMEM, "outbox: out of memory");
+	}
+	st = paths_write_atomic(path, buf, len, 0600, err);
+	free(buf);
+	close(fd);
+	return st;
+}
+
+enum dm_status outbox_dialogue_read(struct outbox *ob, enum outbox_which which,
+                                    const char *id, outbox_line_fn fn,
+                                    void *ctx, struct dm_err *err)
+{
+	const char *dir = ob_dir(ob, which);
+	char path[DM_PATH_MAX];
+	char *buf;
+	size_t len = 0;
+	enum dm_status st;
+	bool head = false, end = false;
+	int fd;
+
+	if ((st = ob_check_id(id, err)) != DM_OK ||
+	    (st = ob_path(path, dir, id, OB_DIALOGUE_FILE, err)) != DM_OK)
+		return st;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return dm_err_set(err, DM_EIO, "outbox: cannot open %s: %s",
+			                  path, strerror(errno));
+		if (!ob_entry_exists(dir, id))
+			return dm_err_set(err, DM_ENOTFOUND, "outbox: no message %s in "
+			                  "the %s", id, ob_which_name(which));
+		return DM_OK;          /* no dialogue stored */
+	}
+	if (!(buf = malloc(OB_DIALOGUE_MAX + 1))) {
+		close(fd);
+		return dm_err_set(err, DM_ENOMEM, "outbox: out of memory");
+	}
+	for (;;) {
+		ssize_t r = read(fd, buf + len, OB_DIALOGUE_MAX - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			close(fd);
+			free(buf);
+			return dm_err_set(err, DM_EIO, "outbox: cannot read %s: %s",
+			                  path, strerror(e));
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len == OB_DIALOGUE_MAX) {
+			close(fd);
+			free(buf);
+			return dm_err_set(err, DM_EINVAL, "outbox: %s is too large", path);
+		}
+	}
+	close(fd);
+	buf[len] = '\0';
+	/* Check the whole file first, so that a damaged one yields no lines. */
+	for (int pass = 0; pass < 2; pass++) {
+		char *p = buf;
+		head = end = false;
+		while (*p && !end) {
+			char *nl = strchr(p, '\n');
+			size_t l = nl ? (size_t)(nl - p) : strlen(p);
+			if (!head) {
+				char want[32];
+				int k = snprintf(want, sizeof(want), "%s %d",
+				                 OB_DIALOGUE_FORMAT, OB_DIALOGUE_VERSION);
+				if ((size_t)k != l || strncmp(p, want, l) != 0)
+					break;
+				head = true;
+			} else if (l == 3 && strncmp(p, "end", 3) == 0) {
+				end = true;
+			} else if (l >= 5 && strncmp(p, "line ", 5) == 0) {
+				if (pass == 1) {
+					char one[OUTBOX_DIALOGUE_LINE_MAX];
+					size_t m = l - 5 < sizeof(one) - 1 ? l - 5 : sizeof(one) - 1;
+					memcpy(one, p + 5, m);
+					one[m] = '\0';
+					fn(ctx, one);
+				}
+			}
+			/* other keys: a later minor revision; ignored */
+			if (!nl)
+				break;
+			p = nl + 1;
+		}
+		if (!head || !end) {
+			free(buf);
+			return dm_err_set(err, DM_EINVAL, "outbox: %s is malformed", path);
+		}
+	}
+	free(buf);
+	return DM_OK;
+}
+
+enum dm_status outbox_requeue(struct outbox *ob, const char *id,
+                              struct dm_err *err)
+{
+	char from[DM_PATH_MAX], to[DM_PATH_MAX], dlg[DM_PATH_MAX];
+	char rfile[DM_PATH_MAX];
+	struct ob_env *env = NULL;
+	struct dm_err e;
+	enum dm_status st;
+	int fd;
+
+	if ((st = ob_check_id(id, err)) != DM_OK ||
+	    (st = ob_path(from, ob->failed, id, NULL, err)) != DM_OK ||
+	    (st = ob_path(to, ob->queue, id, NULL, err)) != DM_OK ||
+	    (st = ob_path(dlg, ob->failed, id, OB_DIALOGUE_FILE, err)) != DM_OK)
+		return st;
+	st = ob_lock(ob->failed, id, &fd, err);
+	if (st == DM_ENOTFOUND)
+		return dm_err_set(err, st, "outbox: no failed message %s", id);
+	if (st == DM_EBUSY)
+		return dm_err_set(err, st, "outbox: message %s is being removed by "
+		                  "another process", id);
+	if (st != DM_OK)
+		return st;
+	dm_err_clear(&e);
+	st = ob_env_read(from, &env, &e);
+	if (st != DM_OK) {
+		close(fd);
+		if (st == DM_EINVAL)
+			return dm_err_set(err, st, "outbox: %s cannot be re-queued: %s",
+			                  id, e.msg);
+		if (st == DM_ENOTFOUND)
+			return dm_err_set(err, st, "outbox: no failed message %s", id);
+		if (err)
+			*err = e;
+		return st;
+	}
+	env->failed = false;
+	env->attempts = 0;
+	env->created = ob_now(ob);
+	env->next_try = env->created;
+	env->error = "";
+	st = ob_env_write(from, env, err);
+	ob_env_free(env);
+	if (st != DM_OK) {
+		close(fd);
+		return st;
+	}
+	ob_step(ob, "env-write", id);
+	/* The retry file holds the failure's attempts and reason, and it is
+	 * read over the envelope: it goes, or the fresh attempts would not be
+	 * fresh.  Removed before the move, so a crash in between leaves a
+	 * failed entry that reads as never tried, which a re-run re-queues. */
+	if (snprintf(rfile, sizeof(rfile), "%s/retry", from) >= (int)sizeof(rfile)) {
+		close(fd);
+		return dm_err_set(err, DM_EINVAL, "spool path too long: %s", from);
+	}
+	const char *gone = NULL;
+	if (unlink(rfile) != 0 && errno != ENOENT)
+		gone = rfile;
+	else if (unlink(dlg) != 0 && errno != ENOENT)
+		gone = dlg;
+	if (gone != NULL) {
+		st = dm_err_set(err, DM_EIO, "outbox: cannot remove %s: %s", gone,
+		                strerror(errno));
+		close(fd);
+		return st;
+	}
+	if (rename(from, to) != 0) {
+		st = dm_err_set(err, DM_EIO, "outbox: cannot move %s to %s: %s",
+		                from, to, strerror(errno));
+		close(fd);
+		return st;
+	}
+	if ((st = paths_fsync_dir(ob->queue, err)) == DM_OK)
+		st = paths_fsync_dir(ob->failed, err);
+	close(fd);
+	if (st != DM_OK)
+		return st;
+	ob_step(ob, "requeue-move", id);
+	log_write(ob->root, ob->opt.log_max_size, NULL,
+	          "requeued %s from the failed outbox", id);
+	return DM_OK;
 }

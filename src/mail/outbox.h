@@ -367,4 +367,70 @@ enum dm_status outbox_next_due(struct outbox *ob, time_t *when,
 long outbox_backoff(long retry_min, long retry_max, unsigned attempts,
                     double u);
 
+/* ---- failed messages: lookup, dialogue, re-queue --------------------------
+ * For OUTBOX -f ID, OUTBOX -R ID and ids given by a unique prefix.  The
+ * last lines of the SMTP dialogue of a failed delivery are kept beside the
+ * message as `dialogue` (see docs/outbox.md); the deliverer stores them
+ * after the outcome is on disk. */
+
+#define OUTBOX_DIALOGUE_LINES 24     /* lines kept per message */
+#define OUTBOX_DIALOGUE_LINE_MAX 512 /* bytes per line, NUL included */
+
+/* Where outbox_resolve() looks (bits). */
+#define OUTBOX_IN_QUEUE 0x1u
+#define OUTBOX_IN_FAILED 0x2u
+
+/* Turns a unique prefix of an id (or a whole id) into the id, looking in
+ * the queue, in failed, or both (`where`: OUTBOX_IN_* bits).  A whole id
+ * always wins over longer ids it prefixes.  *found (may be NULL) says
+ * where it is.  Errors: DM_EINVAL (not id characters, or the prefix
+ * matches several messages: the message names up to three and the count),
+ * DM_ENOTFOUND, DM_EIO, DM_ENOMEM. */
+enum dm_status outbox_resolve(struct outbox *ob, unsigned where,
+                              const char *prefix, char id[OUTBOX_ID_MAX],
+                              enum outbox_which *found, struct dm_err *err);
+
+/* Calls fn once with message `id` of queue or failed (an unreadable
+ * envelope is shown as in outbox_list: item->damaged).  Returns fn's
+ * non-zero value as is, else DM_OK.  Errors: DM_ENOTFOUND, DM_EINVAL
+ * (malformed id), DM_EIO, DM_ENOMEM. */
+enum dm_status outbox_get(struct outbox *ob, enum outbox_which which,
+                          const char *id, outbox_list_fn fn, void *ctx,
+                          struct dm_err *err);
+
+/* Stores lines[0..n) (the last OUTBOX_DIALOGUE_LINES are kept, each cut
+ * to one line of OUTBOX_DIALOGUE_LINE_MAX - 1 bytes, controls -> space)
+ * as the dialogue of message `id`, replacing any earlier one, durably
+ * (temp, fsync, rename).  The caller passes what a transcript showed:
+ * AUTH payloads are already redacted there, and nothing here may carry a
+ * secret.  Takes the message's lock: DM_EBUSY when a deliverer holds it.
+ * Errors: DM_ENOTFOUND, DM_EBUSY, DM_EINVAL (malformed id), DM_EIO,
+ * DM_ENOMEM. */
+enum dm_status outbox_dialogue_save(struct outbox *ob, enum outbox_which which,
+                                    const char *id, const char *const *lines,
+                                    size_t n, struct dm_err *err);
+
+/* Calls fn for each stored dialogue line of message `id`, oldest first.
+ * A message without a stored dialogue yields no call and DM_OK.
+ * Errors: DM_ENOTFOUND (no such message), DM_EINVAL (malformed id or a
+ * damaged dialogue file), DM_EIO. */
+typedef void (*outbox_line_fn)(void *ctx, const char *line);
+enum dm_status outbox_dialogue_read(struct outbox *ob, enum outbox_which which,
+                                    const char *id, outbox_line_fn fn,
+                                    void *ctx, struct dm_err *err);
+
+/* Puts failed message `id` back in the queue with fresh attempts: state
+ * queued, attempts 0, due now, no last error, and `created` now (so that
+ * Outbox/MaxAge counts from the re-queue, not from the first enqueue); the
+ * stored dialogue is dropped.  Logs "requeued <id> from the failed
+ * outbox".  Steps: the envelope is rewritten in failed/<id> (env-write),
+ * then the directory is renamed into queue/ (requeue-move) and both
+ * directories fsynced.  A crash between the two leaves the message in
+ * failed/ with a queued envelope: it is listed as failed, and running
+ * this again completes the move.  Errors: DM_ENOTFOUND (no failed message
+ * with that id), DM_EBUSY (being deleted), DM_EINVAL (malformed id, or an
+ * envelope that cannot be read: a damaged entry is not re-queued), DM_EIO. */
+enum dm_status outbox_requeue(struct outbox *ob, const char *id,
+                              struct dm_err *err);
+
 #endif
