@@ -446,9 +446,15 @@ bool shell_line_has_secret(const char *line)
 
 /* ---- options ------------------------------------------------------------- */
 
+/* A letter matches its own case first (OUTBOX has -r and -R), then the
+ * other case: letters ignore case unless a spec has both. */
 static int shell_opt_index(const struct shell_opt *spec, char letter,
                            const char *long_name, size_t long_len)
 {
+	if (!long_name)
+		for (int i = 0; spec[i].letter && i < SHELL_OPTS_MAX; i++)
+			if (spec[i].letter == letter)
+				return i;
 	for (int i = 0; spec[i].letter && i < SHELL_OPTS_MAX; i++) {
 		if (long_name) {
 			if (spec[i].long_name && strlen(spec[i].long_name) == long_len &&

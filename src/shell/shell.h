@@ -189,7 +189,9 @@ void shell_set_console(struct shell *sh);
 #define SHELL_OPTS_MAX 16
 
 struct shell_opt {
-	char letter;              /* 'a' for -a (matched ignoring case); 0 ends the list */
+	char letter;              /* 'a' for -a (matched ignoring case, unless the
+	                           * spec also has the other case: OUTBOX -r / -R);
+	                           * 0 ends the list */
 	const char *long_name;    /* "all" for --all, or NULL */
 	const char *arg;          /* value name ("FILE") when the option takes one, else NULL */
 };
