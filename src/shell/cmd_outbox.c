@@ -186,7 +186,8 @@ static int outbox_cmd_show(struct shell *sh, struct outbox *ob, bool failed)
 		if (l.count == 0)
 			shell_out(sh, "no failed messages");
 		else
-			shell_out(sh, "%zu failed message%s (OUTBOX -d ID deletes one)",
+			shell_out(sh, "%zu failed message%s (OUTBOX -f ID shows one, "
+			        "-R ID re-queues it, -d ID deletes it)",
 			        l.count, l.count == 1 ? "" : "s");
 		shell_out(sh, "; %zu queued\n", other);
 	} else {

@@ -2,7 +2,11 @@
  * in a temporary data root, reading and writing through a memory shell_io
  * (shell/io.h): output captured, input (answers, secrets, a message body)
  * from a buffer.  The IPCONFIG, SENDMAIL and interrupt cases prove the seam
- * is real: no terminal, no stdin, no signal is involved. */
+ * is real: no terminal, no stdin, no signal is involved.  The OUTBOX case
+ * makes failed messages through the outbox itself (a 550 from a fake
+ * deliverer, a dialogue stored with outbox_dialogue_save()) and drives
+ * -f ID, -R ID, -r, -d with whole ids, prefixes, ambiguous and unknown
+ * ones. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +24,7 @@
 #include "core/paths.h"
 #include "core/registry.h"
 #include "core/vault.h"
+#include "mail/outbox.h"
 #include "shell/io.h"
 #include "shell/shell.h"
 #include "testroot.h"
@@ -707,6 +712,232 @@ static void test_io_mem(void **state)
 	shell_io_mem_free(io);
 }
 
+/* ---- OUTBOX: failed messages, -f ID, -R ID, prefixes -------------------- */
+
+struct ob_memsrc {
+	const char *p;
+	size_t len, off;
+};
+
+static enum dm_status ob_memsrc_read(void *ctx, char *buf, size_t cap,
+                                     size_t *got, struct dm_err *err)
+{
+	struct ob_memsrc *m = ctx;
+	size_t n = m->len - m->off;
+	(void)err;
+	if (n > cap)
+		n = cap;
+	memcpy(buf, m->p + m->off, n);
+	m->off += n;
+	*got = n;
+	return DM_OK;
+}
+
+static void ob_enqueue(struct outbox *ob, const char *to, char id[OUTBOX_ID_MAX])
+{
+	static const char msg[] = "From: a@example.com\r\nTo: b@example.com\r\n"
+	                          "Subject: s\r\n\r\nbody\r\n";
+	const char *rcpt[] = { to, "second@example.com" };
+	struct outbox_envelope env = { .from = "a@example.com", .rcpt = rcpt,
+	                               .nrcpt = 2 };
+	struct ob_memsrc ms = { msg, sizeof(msg) - 1, 0 };
+	struct mail_source src = { ob_memsrc_read, &ms };
+	assert_int_equal(outbox_enqueue(ob, &env, &src, id, NULL), DM_OK);
+}
+
+/* The deliverer: refuses with 550 5.1.1, or accepts (ok). */
+static enum dm_status ob_deliver(void *ctx, const struct outbox_item *item,
+                                 const struct mail_source *msg, char *detail,
+                                 size_t detail_cap, struct dm_err *err)
+{
+	bool ok = *(bool *)ctx;
+	(void)item;
+	(void)msg;
+	if (ok) {
+		snprintf(detail, detail_cap, "250 ok");
+		return DM_OK;
+	}
+	dm_err_set(err, DM_EPERMFAIL, "refused by the test server");
+	err->smtp_code = 550;
+	snprintf(err->enhanced, sizeof(err->enhanced), "5.1.1");
+	snprintf(err->server_text, sizeof(err->server_text), "No such user here");
+	return DM_EPERMFAIL;
+}
+
+static int ob_state_row(void *ctx, const struct outbox_item *it)
+{
+	char *buf = ctx;
+	size_t n = strlen(buf);
+	snprintf(buf + n, 4096 - n, "%s %s %u|", it->failed ? "F" : "Q", it->id,
+	         it->attempts);
+	return 0;
+}
+
+/* Queue and failed with attempts, as one string (the "nothing changed"
+ * check; ages are left out, they move with the clock). */
+static void ob_state(struct outbox *ob, char buf[4096])
+{
+	buf[0] = '\0';
+	assert_int_equal(outbox_list(ob, OUTBOX_QUEUE, ob_state_row, buf, NULL),
+	                 DM_OK);
+	assert_int_equal(outbox_list(ob, OUTBOX_FAILED, ob_state_row, buf, NULL),
+	                 DM_OK);
+}
+
+/* The shortest prefix of a that is not a prefix of b (one more than the
+ * common part). */
+static void ob_prefix(const char *a, const char *b, char *out, size_t cap)
+{
+	size_t n = 0;
+	while (a[n] && a[n] == b[n])
+		n++;
+	assert_true(a[n] != '\0');
+	snprintf(out, cap, "%.*s", (int)(n + 1), a);
+}
+
+static int ob_attempts_cb(void *ctx, const struct outbox_item *it)
+{
+	*(unsigned *)ctx = it->attempts;
+	return 0;
+}
+
+static void test_outbox_failed_prefix(void **state)
+{
+	struct fx *f = *state;
+	struct outbox *ob;
+	char a[OUTBOX_ID_MAX], b[OUTBOX_ID_MAX], q[OUTBOX_ID_MAX];
+	char pa[OUTBOX_ID_MAX], pb[OUTBOX_ID_MAX], common[OUTBOX_ID_MAX];
+	char before[4096], after[4096], line[256];
+	bool ok = false;
+	static const char *const dlg[] = {
+		">>> MAIL FROM:<a@example.com>", "<<< 250 2.1.0 Ok",
+		">>> RCPT TO:<nobody@example.com>",
+		"<<< 550 5.1.1 No such user here",
+	};
+
+	assert_int_equal(outbox_open(f->root, NULL, &ob, NULL), DM_OK);
+	ob_enqueue(ob, "nobody@example.com", a);
+	ob_enqueue(ob, "other@example.com", b);
+	assert_int_equal(outbox_deliver(ob, a, ob_deliver, &ok, NULL, NULL),
+	                 DM_EPERMFAIL);
+	assert_int_equal(outbox_deliver(ob, b, ob_deliver, &ok, NULL, NULL),
+	                 DM_EPERMFAIL);
+	assert_int_equal(outbox_dialogue_save(ob, OUTBOX_FAILED, a, dlg, 4, NULL),
+	                 DM_OK);
+	ob_enqueue(ob, "queued@example.com", q);
+	ob_prefix(a, b, pa, sizeof(pa));
+	ob_prefix(b, a, pb, sizeof(pb));
+	snprintf(common, sizeof(common), "%.*s", (int)strlen(pa) - 1, pa);
+
+	/* OUTBOX -f alone: the list, as before. */
+	assert_int_equal(run(f, "OUTBOX -f"), 0);
+	assert_has(f->out, a);
+	assert_has(f->out, b);
+	assert_has(f->out, "2 failed messages");
+
+	/* -f by prefix: envelope, attempts, reason, the dialogue. */
+	snprintf(line, sizeof(line), "OUTBOX -f %s", pa);
+	assert_int_equal(run(f, line), 0);
+	assert_string_equal(f->err, "");
+	snprintf(line, sizeof(line), "id:        %s\n", a);
+	assert_has(f->out, line);
+	assert_has(f->out, "from:      a@example.com\n");
+	assert_has(f->out, "to:        nobody@example.com, second@example.com\n");
+	assert_has(f->out, "attempts:  1\n");
+	assert_has(f->out, "reason:    ");
+	assert_has(f->out, "550");
+	assert_has(f->out, "No such user here");
+	assert_has(f->out, "age:       ");
+	assert_has(f->out, "\n    >>> RCPT TO:<nobody@example.com>\n"
+	                   "    <<< 550 5.1.1 No such user here\n");
+	assert_lacks(f->out, "no dialogue kept");
+	/* --failed ID and the whole id work too; without a dialogue it says so. */
+	snprintf(line, sizeof(line), "OUTBOX --failed %s", b);
+	assert_int_equal(run(f, line), 0);
+	assert_has(f->out, "dialogue:  no dialogue kept\n");
+	assert_has(f->out, "to:        other@example.com, second@example.com\n");
+
+	ob_state(ob, before);
+	/* Ambiguous prefix: refused with the candidates, nothing changes. */
+	const char *amb[] = { "-f", "-R", "-d" };
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(line, sizeof(line), "OUTBOX %s %s", amb[i], common);
+		assert_int_equal(run(f, line), 65);
+		assert_has(f->err, "OUTBOX: ");
+		assert_has(f->err, "matches ");
+		assert_has(f->err, a);
+		assert_has(f->err, b);
+		assert_lacks(f->err, "outbox: ");
+		assert_string_equal(f->out, "");
+	}
+	/* Unknown ids (well formed, and not id characters): 65, unchanged. */
+	const char *unk[] = { "OUTBOX -f 19990101", "OUTBOX -R 19990101",
+	                      "OUTBOX -d 19990101", "OUTBOX -r 19990101",
+	                      "OUTBOX -R ../x" };
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(run(f, unk[i]), 65);
+		assert_string_equal(f->out, "");
+		assert_has(f->err, "OUTBOX: ");
+	}
+	assert_has(f->err, "OUTBOX: ");
+	/* The wrong side: -r of a failed one, -f / -R of a queued one. */
+	snprintf(line, sizeof(line), "OUTBOX -r %s", pa);
+	assert_int_equal(run(f, line), 65);
+	assert_has(f->err, "failed permanently");
+	assert_has(f->err, "OUTBOX -R ");
+	snprintf(line, sizeof(line), "OUTBOX -R %s", q);
+	assert_int_equal(run(f, line), 65);
+	assert_has(f->err, "is queued, not failed");
+	snprintf(line, sizeof(line), "OUTBOX -f %s", q);
+	assert_int_equal(run(f, line), 65);
+	assert_has(f->err, "is queued, not failed");
+	/* Usage: an operand without -f, two actions. */
+	assert_int_equal(run(f, "OUTBOX x"), 64);
+	snprintf(line, sizeof(line), "OUTBOX -R %s -f", pa);
+	assert_int_equal(run(f, line), 64);
+	ob_state(ob, after);
+	assert_string_equal(before, after);
+
+	/* -R by prefix: back in the queue with attempts 0, dialogue dropped;
+	 * small -r is still retry (letters match their own case first). */
+	snprintf(line, sizeof(line), "OUTBOX -R %s", pa);
+	assert_int_equal(run(f, line), 0);
+	assert_string_equal(f->err, "");
+	snprintf(line, sizeof(line), "Re-queued %s to nobody@example.com +1 with "
+	         "fresh attempts (0)", a);
+	assert_has(f->out, line);
+	unsigned attempts = 99;
+	assert_int_equal(outbox_get(ob, OUTBOX_QUEUE, a, ob_attempts_cb, &attempts,
+	                            NULL), DM_OK);
+	assert_int_equal(attempts, 0);
+	assert_int_equal(outbox_get(ob, OUTBOX_FAILED, a, ob_attempts_cb, &attempts,
+	                            NULL), DM_ENOTFOUND);
+	/* Now the common prefix names one failed message: b. */
+	snprintf(line, sizeof(line), "OUTBOX -f %s", common);
+	assert_int_equal(run(f, line), 0);
+	snprintf(line, sizeof(line), "id:        %s\n", b);
+	assert_has(f->out, line);
+	/* And it delivers. */
+	ok = true;
+	assert_int_equal(outbox_deliver(ob, a, ob_deliver, &ok, NULL, NULL), DM_OK);
+	assert_int_equal(outbox_get(ob, OUTBOX_QUEUE, a, ob_attempts_cb, &attempts,
+	                            NULL), DM_ENOTFOUND);
+
+	/* -d by prefix, across queue and failed. */
+	ob_prefix(b, q, pb, sizeof(pb));
+	snprintf(line, sizeof(line), "OUTBOX -d %s", pb);
+	assert_int_equal(run(f, line), 0);
+	snprintf(line, sizeof(line), "deleted %s from the failed messages", b);
+	assert_has(f->out, line);
+
+	assert_int_equal(run(f, "HELP OUTBOX"), 0);
+	assert_has(f->out, "-R ID");
+	assert_has(f->out, "-f ID");
+	assert_has(f->out, "devmaild");
+	assert_has(f->out, "prefix");
+	outbox_close(ob);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -729,6 +960,7 @@ int main(void)
 		T(test_io_sendmail_body),
 		T(test_io_minimal_ops),
 		T(test_io_mem),
+		T(test_outbox_failed_prefix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
