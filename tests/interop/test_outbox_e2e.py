@@ -8,6 +8,11 @@ set with IPCONFIG --password-stdin.  Checks:
     exactly once and the outbox is empty;
   * a 5xx at RCPT: SENDMAIL exits 69, OUTBOX -f lists it with the reason,
     OUTBOX -r refuses it (65), OUTBOX -d removes it; -d of a queued message;
+  * OUTBOX -f PREFIX shows a failed message with the 550 and its dialogue
+    (or "no dialogue kept": SENDMAIL stores none yet, devmaild does);
+    ambiguous and unknown prefixes are refused (65) with the spool
+    unchanged; -d PREFIX; OUTBOX -R PREFIX re-queues it with TRIES 0 and
+    OUTBOX -r PREFIX then delivers it once;
   * OUTBOX -a delivers several over one connection, one line each;
   * bad input of every kind is refused with a clear message and leaves the
     spool listing unchanged;
@@ -145,6 +150,8 @@ def test_retry_and_failed(top, srv, port, pki):
     check("OUTBOX -f is empty afterwards", rows == {}
           and b"no failed messages" in r.stdout, r.stdout.decode())
 
+    test_failed_by_prefix(top, srv, port, root)
+
     # -d of a queued message; -d of an unknown id.
     r = sendmail(root, "-q", "-t", "keep@x.test", "-s", "del", "-m", "x")
     m = re.search(r"Queued (\S+)", text(r))
@@ -181,6 +188,90 @@ def test_retry_and_failed(top, srv, port, pki):
           and b"\nOptions:\n" in r.stdout and b"Outbox/RetryMin" in r.stdout,
           r.stdout.decode())
     return root
+
+
+def test_failed_by_prefix(top, srv, port, root):
+    """OUTBOX -f ID, -R ID and ids by prefix on messages a 5xx failed."""
+    fids = []
+    for i in range(2):
+        r = sendmail(root, "-t", "nobody@unit.test", "-s", "pfx%d" % i,
+                     "-m", "x")
+        m = re.search(r"(\d{8}T\d{6}-[0-9a-f-]+)", text(r))
+        fids.append(m.group(1) if m else "")
+    check("two 5xx: both exit 69 and are in failed",
+          sorted(h.queued_ids(root, "failed")) == sorted(fids) and all(fids),
+          (fids, h.queued_ids(root, "failed")))
+    a, b = fids
+    common = os.path.commonprefix([a, b])
+    pa = a[:len(common) + 1]
+    pb = b[:len(common) + 1]
+
+    # -f by prefix: envelope, attempts, reason; the dialogue or, when the
+    # SENDMAIL path does not store one (today only devmaild does), the note.
+    r = dm(root, "OUTBOX", "-f", pa)
+    out = r.stdout.decode(errors="replace")
+    check("OUTBOX -f PREFIX: 0, the whole id, recipient, attempts 1, reason "
+          "with the server's 550",
+          r.returncode == 0 and ("id:        %s\n" % a) in out
+          and "to:        nobody@unit.test\n" in out
+          and "attempts:  1\n" in out and "reason:    " in out
+          and "550" in out and "No such user" in out, text(r))
+    check("OUTBOX -f PREFIX: dialogue lines or 'no dialogue kept'",
+          "dialogue:  no dialogue kept\n" in out
+          or ("dialogue (last lines" in out and "550" in
+              out.split("dialogue (last lines", 1)[1]), out)
+    r = dm(root, "OUTBOX", "-f")
+    check("OUTBOX -f alone still lists both", r.returncode == 0
+          and a.encode() in r.stdout and b.encode() in r.stdout
+          and b"2 failed messages" in r.stdout, text(r))
+
+    # Ambiguous and unknown prefixes: 65, candidates named, nothing changes.
+    before = h.spool_listing(root)
+    for opt in ("-f", "-R", "-d"):
+        r = dm(root, "OUTBOX", opt, common)
+        err = r.stderr.decode(errors="replace")
+        check("OUTBOX %s AMBIGUOUS: 65, names both, spool unchanged" % opt,
+              r.returncode == 65 and err.startswith("OUTBOX: ")
+              and a in err and b in err and "matches" in err
+              and h.spool_listing(root) == before, (r.returncode, err))
+    for opt in ("-f", "-R", "-d", "-r"):
+        r = dm(root, "OUTBOX", opt, "19990101T")
+        check("OUTBOX %s UNKNOWN: 65, spool unchanged" % opt,
+              r.returncode == 65 and b"no such message" in r.stderr
+              and h.spool_listing(root) == before, text(r))
+    r = dm(root, "OUTBOX", "-r", pa)
+    check("OUTBOX -r PREFIX of a failed message: 65, points at -R",
+          r.returncode == 65 and b"failed permanently" in r.stderr
+          and b"OUTBOX -R" in r.stderr and h.spool_listing(root) == before,
+          text(r))
+
+    # -d by prefix; then the server accepts the address and -R re-queues.
+    r = dm(root, "OUTBOX", "-d", pb)
+    check("OUTBOX -d PREFIX deletes that one", r.returncode == 0
+          and h.queued_ids(root, "failed") == [a], text(r))
+    extra, srv.extra = srv.extra, []
+    ok = restart(srv, port, os.path.join(top, "cap-requeue"))
+    check("server restarted without the 550", ok)
+    r = dm(root, "OUTBOX", "-R", pa)
+    check("OUTBOX -R PREFIX: 0, 'Re-queued ID'", r.returncode == 0
+          and ("Re-queued %s" % a).encode() in r.stdout, text(r))
+    r, rows = outbox_rows(root)
+    check("re-queued: in the queue with TRIES 0, due now, failed empty",
+          a in rows and rows[a][0] == 0 and rows[a][1].startswith("now")
+          and h.queued_ids(root, "failed") == [], r.stdout.decode())
+    r = dm(root, "OUTBOX", "-f", pa)
+    check("OUTBOX -f of the re-queued id: 65, says it is queued",
+          r.returncode == 65 and b"is queued, not failed" in r.stderr, text(r))
+    r = dm(root, "OUTBOX", "-r", pa)
+    caps = h.captures(srv.capture)
+    check("OUTBOX -r PREFIX delivers the re-queued message once",
+          r.returncode == 0 and len(caps) == 1
+          and caps[0]["rcpt"] == ["nobody@unit.test"]
+          and caps[0]["msg"]["Subject"] == "pfx0"
+          and h.queued_ids(root) == [], (text(r), caps))
+    srv.extra = extra
+    ok = restart(srv, port, os.path.join(top, "cap-e2e2"))  # a fresh one:
+    check("server restarted with the 550 again", ok)     # names restart at 0
 
 
 def test_bad_input(top, root):
