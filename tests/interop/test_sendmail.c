@@ -385,7 +385,7 @@ static void test_plaintext(void **state)
 	free(r);
 }
 
-/* HELP SENDMAIL names what retries a queued message today (no daemon). */
+/* HELP SENDMAIL names what retries a queued message: devmaild, OUTBOX. */
 static void test_help_retry(void **state)
 {
 	(void)state;
@@ -417,8 +417,13 @@ static void test_help_retry(void **state)
 	*q = '\0';
 	assert_lacks(r->out, "daemon retries");
 	assert_lacks(r->out, "the daemon or OUTBOX");
-	assert_contains(r->out, "OUTBOX -a sends every queued message now");
-	assert_contains(r->out, "devmail-sendmail -q run from cron");
+	assert_lacks(r->out, "Nothing retries");
+	assert_lacks(r->out, "no mail daemon");
+	assert_contains(r->out, "devmaild retries it by itself");
+	assert_contains(r->out, "OUTBOX -r ID sends it now, OUTBOX -a every "
+	                        "queued message");
+	assert_contains(r->out, "devmail-sendmail -q from cron");
+	assert_contains(r->out, "OUTBOX -R ID re-queues it");
 	free(r);
 }
 
