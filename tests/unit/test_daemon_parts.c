@@ -18,7 +18,7 @@
 #include "core/registry.h"
 #include "daemon/boot.h"
 #include "daemon/clockwatch.h"
-#include "daemon/dialogue.h"
+#include "mail/dialogue.h"
 #include "mail/outbox.h"
 #include "testroot.h"
 
