@@ -518,8 +518,9 @@ static int dmd_stop(struct dmd *d)
 	struct timespec t0, t1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bool inflight = d->round_active;
 	dlog(&d->log, "stopping (%s)%s", d->stop_reason ? d->stop_reason : "",
-	     d->round_active ? ": cancelling the delivery in flight" : "");
+	     inflight ? ": cancelling the delivery in flight" : "");
 	devmaild_cancel_inflight();
 	bool joined = worker_pool_stop(d->pool, DEVMAILD_STOP_MS);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -535,7 +536,13 @@ static int dmd_stop(struct dmd *d)
 		_exit(0);
 	}
 	atomic_store(&dmd_pool, NULL);
-	dlog(&d->log, "stopped (%ld ms)", ms);
+	if (inflight)
+		/* The cancel ended the sessions: what the server had accepted
+		 * is recorded as sent, the rest is queued, no attempt counted. */
+		dlog(&d->log, "stopped (%ld ms) with a delivery in flight; its "
+		     "messages not accepted by the server stay queued", ms);
+	else
+		dlog(&d->log, "stopped (%ld ms)", ms);
 	dmd_close(d);
 	return 0;
 }
