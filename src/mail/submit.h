@@ -21,7 +21,12 @@
  *            report per message, after the outbox applied its outcome (the
  *            new state and next try come from the outcome, the spool is not
  *            read again): id, outcome, the real status, a result line, and
- *            the command-line exit status.
+ *            the command-line exit status.  The last lines of the
+ *            dialogue of each message that moves to spool/failed are
+ *            stored beside it (mail/dialogue.h, one recorder per
+ *            session), whatever the caller's hooks.  A cancel
+ *            (hooks->cancel) ends the sessions at once and leaves the
+ *            messages not yet accepted queued, with no attempt counted.
  *
  * Retry policy: mail/verdict.h decides, the outbox applies.  In short:
  *   - A failure of the session itself (connect, TLS, greeting, EHLO, AUTH -
