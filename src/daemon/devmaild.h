@@ -34,7 +34,6 @@
 
 #define DEVMAILD_STOP_MS 1800     /* waiting for the worker at a stop: with
                                      the rest of the exit, within 2 s */
-#define DEVMAILD_SESSIONS_DEFAULT 2  /* Outbox/Sessions when unset */
 #define DEVMAILD_BUSY_WAIT_MAX 30    /* seconds: recheck of a due message
                                         another process holds */
 
@@ -52,16 +51,18 @@ struct devmaild_settings {
  * after a requested stop; 75 (EX_TEMPFAIL) when another devmaild serves
  * the root; 74 (EX_IOERR) when the registry, spool or log cannot be used;
  * 71 (EX_OSERR) when a kernel facility (signalfd, inotify, timerfd) is
- * missing.  When the worker is still inside an SMTP session
- * DEVMAILD_STOP_MS after the stop request, the process exits at once with
- * 0 (_exit): the message stays queued. */
+ * missing.  Should the worker still be inside an SMTP session
+ * DEVMAILD_STOP_MS after the stop request (the cancel should have ended
+ * it), the process exits at once with 0 (_exit): the message stays
+ * queued. */
 int devmaild_run(const struct devmaild_settings *s);
 
-/* The one place where a stop cancels the delivery in flight.  Today it
- * marks the worker pool cancelled (no new run); once src/net has a cancel
- * handle it fires it, and a blocked connect/read/write returns
- * DM_ECANCELED.  Async-signal-safe; does nothing before devmaild_run()
- * started the worker. */
+/* The one place where a stop cancels the delivery in flight: fires the
+ * worker's cancel handle (net/cancel.h), so a blocked connect, read or
+ * write of every SMTP session returns DM_ECANCELED at once; the messages
+ * the server accepted are recorded as sent, the others stay queued with no
+ * attempt counted, and no new round starts.  Async-signal-safe; does
+ * nothing before devmaild_run() started the worker. */
 void devmaild_cancel_inflight(void);
 
 #endif

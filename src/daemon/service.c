@@ -100,17 +100,13 @@ static long dmd_reg_long(struct registry *reg, const char *key, long def)
 	return v;
 }
 
-/* Outbox/Sessions (declared by the queue's own issue; read here if set,
- * as text when this build's schema does not know it yet). */
+/* Outbox/Sessions, for the log only: submit_deliver_due() reads it (the
+ * schema gives the default and the range). */
 static unsigned dmd_sessions(struct registry *reg)
 {
-	long v = dmd_reg_long(reg, "Outbox/Sessions", DEVMAILD_SESSIONS_DEFAULT);
+	long v = dmd_reg_long(reg, "Outbox/Sessions", 0);
 
-	if (v < 1)
-		v = 1;
-	if (v > WORKER_MAX)
-		v = WORKER_MAX;
-	return (unsigned)v;
+	return v < 0 ? 0 : (unsigned)v;
 }
 
 struct dmd_hash {
@@ -195,7 +191,7 @@ static void dmd_schedule(struct dmd *d)
 	}
 	if (when <= now && d->dirty) {
 		d->dirty = false;
-		if (worker_pool_round(d->pool, d->sessions)) {
+		if (worker_pool_round(d->pool)) {
 			d->round_active = true;
 			dmd_arm_due(d, 0);
 			return;
@@ -272,9 +268,10 @@ static void dmd_email_check(struct dmd *d)
 		return;
 	d->email_hash = h;
 	d->blocked = false;
-	if (d->round_active)
+	if (d->round_active) {
 		d->retry_after_round = true;
-	else
+		worker_pool_nudge(d->pool, true);   /* end it after its drain */
+	} else
 		dmd_retry_queue(d, "Email settings changed");
 }
 
@@ -286,6 +283,8 @@ static void dmd_registry_check(struct dmd *d)
 		return;
 	d->reg_changes = c;
 	dmd_read_settings(d);
+	if (d->round_active)   /* the next round reads the new settings */
+		worker_pool_nudge(d->pool, true);
 	if (d->blocked) {
 		d->blocked = false;
 		d->dirty = true;
@@ -355,6 +354,8 @@ static void dmd_inotify(struct dmd *d)
 			} else if (ev->wd == d->wd_queue) {
 				if (ev->mask & (IN_MOVED_TO | IN_CREATE)) {
 					d->dirty = true;      /* a message was queued */
+					if (d->round_active)  /* into the running round */
+						worker_pool_nudge(d->pool, false);
 					d->blocked = false;
 					d->busy_wait = 1;
 				}
@@ -517,8 +518,9 @@ static int dmd_stop(struct dmd *d)
 	struct timespec t0, t1;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bool inflight = d->round_active;
 	dlog(&d->log, "stopping (%s)%s", d->stop_reason ? d->stop_reason : "",
-	     d->round_active ? ": cancelling the delivery in flight" : "");
+	     inflight ? ": cancelling the delivery in flight" : "");
 	devmaild_cancel_inflight();
 	bool joined = worker_pool_stop(d->pool, DEVMAILD_STOP_MS);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -534,7 +536,13 @@ static int dmd_stop(struct dmd *d)
 		_exit(0);
 	}
 	atomic_store(&dmd_pool, NULL);
-	dlog(&d->log, "stopped (%ld ms)", ms);
+	if (inflight)
+		/* The cancel ended the sessions: what the server had accepted
+		 * is recorded as sent, the rest is queued, no attempt counted. */
+		dlog(&d->log, "stopped (%ld ms) with a delivery in flight; its "
+		     "messages not accepted by the server stay queued", ms);
+	else
+		dlog(&d->log, "stopped (%ld ms)", ms);
 	dmd_close(d);
 	return 0;
 }

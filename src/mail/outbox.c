@@ -1426,6 +1426,7 @@ void outbox_drain_close(struct outbox_drain *dr, struct outbox_stats *stats)
 		stats->failed += dr->stats.failed;
 		stats->busy += dr->stats.busy;
 		stats->requeued += dr->stats.requeued;
+		stats->canceled += dr->stats.canceled;
 	}
 	pthread_mutex_destroy(&dr->mu);
 	free(dr->again);
@@ -1601,6 +1602,19 @@ static void ob_batch_apply(struct ob_worker *wk, size_t nsend, size_t nslots,
 			wk->stats.requeued++;
 			continue;
 		}
+		if (o->status == DM_ECANCELED && o->verdict.message != VERDICT_SENT) {
+			/* We stopped before its final reply: not an attempt. */
+			o->state = OUTBOX_STATE_DEFERRED;
+			o->canceled = true;
+			o->attempts = s->env->attempts;
+			o->next_try = ob_now(ob);
+			o->next_try_in = 0;
+			ob_reason(o, o->reason, sizeof(o->reason));
+			wk->stats.canceled++;
+			ob_commit_log(c, "cancelled %s: stays queued (not counted as "
+			              "an attempt)", s->id);
+			continue;
+		}
 		ob_apply(ob, s, o, &wk->stats, c);
 	}
 	for (size_t i = nsend; i < nslots; i++)
@@ -1717,7 +1731,7 @@ enum dm_status outbox_drain_work(struct outbox_drain *dr, unsigned worker,
 		                dr->ob->lockpath, strerror(errno));
 	else if (!wk.pend || !wk.slots || !wk.items || !wk.msgs || !wk.out || !wk.back)
 		st = dm_err_set(err, DM_ENOMEM, "outbox: out of memory");
-	while (st == DM_OK) {
+	while (st == DM_OK && !cancel_fired(d->cancel)) {
 		bool last = false;
 		size_t n = ob_drain_take(dr, worker, wk.max, wk.pend, &last);
 		if (n == 0)
@@ -1730,6 +1744,7 @@ enum dm_status outbox_drain_work(struct outbox_drain *dr, unsigned worker,
 	dr->stats.failed += wk.stats.failed;
 	dr->stats.busy += wk.stats.busy;
 	dr->stats.requeued += wk.stats.requeued;
+	dr->stats.canceled += wk.stats.canceled;
 	pthread_mutex_unlock(&dr->mu);
 	ob_worker_free(&wk);
 	return st;

@@ -42,6 +42,7 @@
 #include "core/err.h"
 #include "mail/source.h"
 #include "mail/verdict.h"
+#include "net/cancel.h"
 
 struct outbox;
 
@@ -207,6 +208,12 @@ struct outbox_outcome {
 	time_t next_try;                /* DEFERRED: the next attempt */
 	long next_try_in;               /* DEFERRED: seconds from now */
 	bool expired;                   /* FAILED because of Outbox/MaxAge */
+	/* The run was cancelled (status DM_ECANCELED, verdict not SENT): the
+	 * final reply (250 to the dot, or to BDAT LAST) was never received.
+	 * The message stays queued untouched: no attempt counted, no
+	 * backoff, no expiry; state DEFERRED with next_try_in 0 and
+	 * `attempts` as before. */
+	bool canceled;
 	char reason[OUTBOX_REASON_MAX]; /* DEFERRED, FAILED: as recorded */
 };
 
@@ -233,6 +240,10 @@ struct outbox_deliverer {
 	void (*done)(void *ctx, const struct outbox_batch *b);
 	void *ctx;
 	size_t batch;    /* messages per batch, 1..OUTBOX_BATCH_MAX; 0: max */
+	/* NULL: none.  Once fired (net/cancel.h) the worker takes no new
+	 * batch; the batch in flight is still applied and committed (what
+	 * the server accepted is recorded as sent). */
+	const struct cancel *cancel;
 };
 
 /* Delivers one message (the simple form, one call per message).  `msg`
@@ -256,6 +267,8 @@ struct outbox_stats {
 	unsigned failed;    /* refused permanently or expired: moved to failed */
 	unsigned busy;      /* skipped: locked by another deliverer */
 	unsigned requeued;  /* given back to the run (not attempts) */
+	unsigned canceled;  /* cancelled before the final reply: still queued,
+	                       not attempts */
 };
 
 /* With `id`: delivers that queued message now (even if not yet due).

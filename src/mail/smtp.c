@@ -1666,6 +1666,7 @@ enum dm_status smtp_client_open(const struct smtp_settings *s,
 		.cafile = s->cafile,
 		.fingerprint = s->fingerprint,
 		.system_trust = true,
+		.cancel = s->cancel,
 	};
 	struct transport *t = NULL;
 	st = transport_connect(&ts, &t, err);

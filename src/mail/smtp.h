@@ -75,6 +75,13 @@ struct smtp_settings {
 	                              * goes as one "BDAT n LAST". */
 	smtp_transcript_fn transcript; /* or NULL */
 	void *transcript_ctx;
+	struct cancel *cancel;       /* NULL: none.  Passed to the transport
+	                              * (net/cancel.h): once fired every wait
+	                              * of the session returns DM_ECANCELED
+	                              * and the messages whose final reply was
+	                              * not received get that status (they stay
+	                              * queued).  Borrowed: it must outlive the
+	                              * session. */
 };
 
 /* One message of a batch.  Addresses are bare addr-specs (no <>); CR, LF,

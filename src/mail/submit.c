@@ -150,12 +150,12 @@ out:
 /* ---- deliver ----------------------------------------------------------------- */
 
 /* Outbox/Sessions, or the hooks' override; one session when the caller
- * shows the dialogue (two interleaved dialogues would not read). */
+ * shows the dialogue untagged (two interleaved dialogues would not read). */
 static unsigned submit_sessions(struct registry *reg, const struct submit_hooks *h)
 {
 	long v = h && h->sessions ? (long)h->sessions
 	                          : submit_reg_long(reg, "Outbox/Sessions");
-	if (h && h->transcript)
+	if (h && h->transcript && !h->transcript_tagged)
 		return 1;
 	if (v <= 0)
 		v = SUBMIT_SESSIONS_DEFAULT;
@@ -183,7 +183,7 @@ static enum dm_status submit_prepare(const char *root, struct registry *reg,
 	}
 	if ((st = outbox_open(root, &o, ob, err)))
 		return st;
-	return submit_run_new(h, &a->smtp, run, err);
+	return submit_run_new(h, &a->smtp, *ob, run, err);
 }
 
 enum dm_status submit_deliver(const char *root, struct registry *reg,
@@ -232,19 +232,14 @@ enum dm_status submit_deliver_due(const char *root, struct registry *reg,
 	struct account a;
 	struct outbox *ob = NULL;
 	struct submit_run *run = NULL;
-	struct outbox_drain *dr = NULL;
 	enum dm_status st;
 
 	if (stats)
 		memset(stats, 0, sizeof(*stats));
 	if ((st = submit_prepare(root, reg, hooks, &a, &ob, &run, err)))
 		goto out;
-	unsigned sessions = submit_sessions(reg, hooks);
-	if ((st = outbox_drain_open(ob, hooks && hooks->all ? OUTBOX_DRAIN_ALL : 0,
-	                            sessions, &dr, err)))
-		goto out;
-	st = submit_run_drain(run, dr, sessions, err);
-	outbox_drain_close(dr, stats);
+	st = submit_run_drain(run, ob, hooks && hooks->all ? OUTBOX_DRAIN_ALL : 0,
+	                      submit_sessions(reg, hooks), stats, err);
 out:
 	submit_run_free(run);
 	outbox_close(ob);

@@ -21,7 +21,12 @@
  *            report per message, after the outbox applied its outcome (the
  *            new state and next try come from the outcome, the spool is not
  *            read again): id, outcome, the real status, a result line, and
- *            the command-line exit status.
+ *            the command-line exit status.  The last lines of the
+ *            dialogue of each message that moves to spool/failed are
+ *            stored beside it (mail/dialogue.h, one recorder per
+ *            session), whatever the caller's hooks.  A cancel
+ *            (hooks->cancel) ends the sessions at once and leaves the
+ *            messages not yet accepted queued, with no attempt counted.
  *
  * Retry policy: mail/verdict.h decides, the outbox applies.  In short:
  *   - A failure of the session itself (connect, TLS, greeting, EHLO, AUTH -
@@ -63,6 +68,7 @@
 #include "mail/outbox.h"
 #include "mail/smtp.h"
 #include "mail/source.h"
+#include "net/cancel.h"
 
 #define SUBMIT_LINE_MAX 1024          /* a report's result line */
 /* Recipients per message at enqueue: what one SMTP transaction carries
@@ -173,6 +179,11 @@ typedef void (*submit_report_fn)(void *ctx, const struct submit_report *r);
 struct submit_hooks {
 	smtp_transcript_fn transcript; /* the engine's redacted transcript, live */
 	void *transcript_ctx;
+	bool transcript_tagged;        /* each line starts "[k] " (k: the
+	                                  session, 0..): the lines of parallel
+	                                  sessions may then interleave, and the
+	                                  transcript no longer forces one
+	                                  session */
 	submit_progress_fn progress;
 	void *progress_ctx;
 	submit_report_fn report;
@@ -185,8 +196,27 @@ struct submit_hooks {
 	                                  devmail-sendmail -q) */
 	unsigned sessions;             /* submit_deliver_due: parallel SMTP
 	                                  sessions; 0: Outbox/Sessions.  With a
-	                                  transcript hook always 1, so that the
+	                                  transcript hook always 1 (unless
+	                                  transcript_tagged), so that the
 	                                  dialogue reads in order */
+	/* NULL: none.  Given to every session of the run (net/cancel.h).
+	 * Once fired, the sessions in flight end with DM_ECANCELED at once;
+	 * a message whose final reply (250 to the dot, or to BDAT LAST) was
+	 * not received stays queued untouched (no attempt counted, no
+	 * backoff; report DEFERRED with next_try_in 0), the messages the
+	 * server accepted are recorded as sent (the batch is still
+	 * committed), and no new session or batch is started.  Must outlive
+	 * the call. */
+	struct cancel *cancel;
+	/* submit_deliver_due without `all`: called each time the run has
+	 * drained the queue; true looks at the queue again in the same run,
+	 * over the sessions still open (a daemon: new messages arrived, so a
+	 * burst goes over the same connections), false ends the run (QUIT).
+	 * It may wait a little for new work; it should return false soon
+	 * after `cancel` fires.  NULL: one drain, the last batch carries
+	 * QUIT. */
+	bool (*more)(void *ctx);
+	void *more_ctx;
 	/* Test hooks passed to the outbox (NULL: the real thing). */
 	time_t (*clock)(void *ctx);
 	void *clock_ctx;

@@ -23,19 +23,26 @@ enum dm_status submit_account_check(struct registry *reg, const char *root,
 /* A run delivers through `sessions` SMTP sessions at most (one per worker
  * thread), each kept open across the outbox's batches, with the account's
  * settings `smtp` (copied; its strings must outlive the run) and the
- * caller's hooks (may be NULL).  It reports each message once, through
- * hooks->report, serialised. */
+ * caller's hooks (may be NULL; their cancel goes into every session).
+ * It reports each message once, through hooks->report, serialised, and
+ * stores the last lines of the dialogue of each message that goes to
+ * spool/failed in `ob` (each worker records its own session's lines). */
 struct submit_run;
 
 enum dm_status submit_run_new(const struct submit_hooks *h,
                               const struct smtp_settings *smtp,
-                              struct submit_run **out, struct dm_err *err);
+                              struct outbox *ob, struct submit_run **out,
+                              struct dm_err *err);
 void submit_run_free(struct submit_run *run);
 
-/* Delivers what the drain holds with up to `sessions` workers (threads);
- * returns the first local error of a worker, else DM_OK. */
-enum dm_status submit_run_drain(struct submit_run *run, struct outbox_drain *dr,
-                                unsigned sessions, struct dm_err *err);
+/* Drains the queue (outbox_drain_open(ob, flags, ...)) with up to
+ * `sessions` workers (threads), adding the totals to *stats (may be
+ * NULL); again, over the same open sessions, while hooks->more says so
+ * (not with OUTBOX_DRAIN_ALL, not once cancelled or a session could not
+ * be had).  Returns the first local error of a worker, else DM_OK. */
+enum dm_status submit_run_drain(struct submit_run *run, struct outbox *ob,
+                                unsigned flags, unsigned sessions,
+                                struct outbox_stats *stats, struct dm_err *err);
 
 /* Delivers one queued id now (outbox_deliver_one); returns its status as
  * outbox_deliver_one() does. */

@@ -18,13 +18,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mail/dialogue.h"
 #include "mail/verdict.h"
+#include "net/cancel.h"
 
 #define SUBMIT_CHUNK_MAX 32     /* messages per smtp_client_send() */
+#define SUBMIT_WORKERS_MAX 16   /* sessions of one run (a drain's most) */
 #define SUBMIT_RCPT_SHOW 160    /* bytes of addresses shown in full */
 
 struct submit_run {
 	const struct submit_hooks *h;
+	struct outbox *ob;          /* where failed messages' dialogues go */
+	struct cancel *cancel;      /* h->cancel, or NULL */
 	struct smtp_settings smtp;
 	pthread_mutex_t mu;         /* limit, failed/fail_* */
 	pthread_mutex_t out_mu;     /* the hooks, reports/first */
@@ -71,6 +76,8 @@ struct submit_worker {
 	struct submit_count *cnt;
 	struct submit_msg *msg;
 	struct smtp_result *res;    /* SUBMIT_CHUNK_MAX */
+	struct dialogue *dlg;       /* this worker's sessions' lines (NULL: out
+	                               of memory, no dialogue kept) */
 	enum dm_status st;          /* outbox_drain_work()'s */
 	struct dm_err err;
 };
@@ -185,11 +192,25 @@ static void submit_cat_refused(char *line, size_t cap, size_t *len,
 
 /* ---- the hooks, one thread at a time ---------------------------------------------- */
 
+/* Every line of the worker's session: into its dialogue recorder, and to
+ * the caller's hook ("[k] " first with transcript_tagged). */
 static void submit_transcript(void *ctx, enum smtp_dir dir, const char *line)
 {
-	struct submit_run *run = ctx;
+	struct submit_worker *w = ctx;
+	struct submit_run *run = w->run;
+
+	if (w->dlg)
+		dialogue_line(w->dlg, dir, line);
+	if (!run->h || !run->h->transcript)
+		return;
 	pthread_mutex_lock(&run->out_mu);
-	run->h->transcript(run->h->transcript_ctx, dir, line);
+	if (run->h->transcript_tagged) {
+		char tagged[SUBMIT_LINE_MAX + 16];
+		snprintf(tagged, sizeof(tagged), "[%u] %s", w->index, line);
+		run->h->transcript(run->h->transcript_ctx, dir, tagged);
+	} else {
+		run->h->transcript(run->h->transcript_ctx, dir, line);
+	}
 	pthread_mutex_unlock(&run->out_mu);
 }
 
@@ -503,10 +524,9 @@ static bool submit_learn(struct submit_worker *w, const struct outbox_batch *b,
 			if (run->limit == 0 || before < run->limit)
 				run->limit = before;
 			pthread_mutex_unlock(&run->mu);
-			if (run->smtp.transcript)
-				submit_transcript(run, SMTP_DIR_INFO, "the server ended "
-				                  "this session's allowance (452 4.5.3): "
-				                  "the rest goes over a new session");
+			submit_transcript(w, SMTP_DIR_INFO, "the server ended "
+			                  "this session's allowance (452 4.5.3): "
+			                  "the rest goes over a new session");
 		}
 		if (b->out[i + j].verdict.session_end)
 			ended = true;
@@ -530,13 +550,31 @@ static bool submit_learn(struct submit_worker *w, const struct outbox_batch *b,
 	return ended;
 }
 
+/* Messages from..n are not sent: the run was cancelled. */
+static void submit_cancelled(struct submit_worker *w,
+                             const struct outbox_batch *b, size_t from)
+{
+	struct dm_err e;
+	dm_err_clear(&e);
+	dm_err_set(&e, DM_ECANCELED, "delivery cancelled");
+	submit_session_fail(w, b, from, DM_ECANCELED, &e);
+}
+
 /* Sends messages i..n of the batch over the worker's session(s). */
 static void submit_batch(void *ctx, const struct outbox_batch *b)
 {
 	struct submit_worker *w = ctx;
+	/* With a `more` hook the run may look at the queue again: the session
+	 * stays open after the last batch (QUIT when the run ends). */
+	bool keep = w->run->h && w->run->h->more;
 
 	submit_envelopes(w, b);
 	for (size_t i = 0; i < b->n;) {
+		if (cancel_fired(w->run->cancel)) {
+			/* No new session, no new chunk once cancelled. */
+			submit_cancelled(w, b, i);
+			return;
+		}
 		unsigned limit = submit_limit(w->run);
 		if (w->c && limit && w->in_session >= limit)
 			submit_session_close(w);
@@ -547,7 +585,7 @@ static void submit_batch(void *ctx, const struct outbox_batch *b)
 			k = limit - w->in_session;
 		/* QUIT rides with the last dot of the session (RFC 2920). */
 		bool quit = (limit && w->in_session + k >= limit) ||
-		            (b->last && i + k == b->n);
+		            (b->last && !keep && i + k == b->n);
 		struct dm_err e;
 		dm_err_clear(&e);
 		smtp_client_send(w->c, &w->env[i], k, w->res, quit ? SMTP_SEND_QUIT : 0,
@@ -558,6 +596,23 @@ static void submit_batch(void *ctx, const struct outbox_batch *b)
 			submit_session_close(w);
 		i += k;
 	}
+}
+
+/* Keeps the last lines of a failed message's dialogue beside it
+ * (spool/failed/<id>/dialogue).  Best effort: without it OUTBOX -f still
+ * shows the reason. */
+static void submit_keep_dialogue(struct submit_worker *w, const char *id,
+                                 const struct dm_err *why)
+{
+	const char *lines[DIALOGUE_SNAP_LINES];
+
+	if (!w->dlg || !w->run->ob)
+		return;
+	size_t n = dialogue_for_failure(w->dlg, why->msg, lines,
+	                                DIALOGUE_SNAP_LINES);
+	if (n > 0)
+		(void)outbox_dialogue_save(w->run->ob, OUTBOX_FAILED, id, lines, n,
+		                           NULL);
 }
 
 /* After the outbox applied the batch: the final line and one report each. */
@@ -589,7 +644,13 @@ static void submit_done(void *ctx, const struct outbox_batch *b)
 		case OUTBOX_STATE_DEFERRED:
 			rep.outcome = SUBMIT_DEFERRED;
 			rep.next_try_in = o->next_try_in;
-			if (rep.partial)   /* keep "Sent to ..."; say what stays */
+			if (o->canceled) {
+				len = 0;
+				submit_cat(rep.line, sizeof(rep.line), &len,
+				           "Not sent %s: the delivery was cancelled before "
+				           "the server's final reply; it stays queued (not "
+				           "counted as an attempt)", rep.id);
+			} else if (rep.partial)   /* keep "Sent to ..."; say what stays */
 				submit_cat(rep.line, sizeof(rep.line), &len,
 				           "; %s stays queued for them, next try in %lds",
 				           rep.id, rep.next_try_in);
@@ -604,6 +665,7 @@ static void submit_done(void *ctx, const struct outbox_batch *b)
 			rep.outcome = SUBMIT_FAILED;
 			submit_cat(rep.line, sizeof(rep.line), &len,
 			           " (%s moved to the failed outbox)", rep.id);
+			submit_keep_dialogue(w, rep.id, &o->err);
 			break;
 		}
 		rep.exit_code = submit_exit(&rep);
@@ -617,6 +679,8 @@ static void submit_done(void *ctx, const struct outbox_batch *b)
 			run->h->report(run->h->report_ctx, &rep);
 		pthread_mutex_unlock(&run->out_mu);
 	}
+	if (w->dlg)
+		dialogue_reset(w->dlg);   /* the batch's failures have theirs */
 }
 
 /* ---- workers ------------------------------------------------------------------------- */
@@ -631,6 +695,9 @@ static enum dm_status submit_worker_init(struct submit_worker *w,
 	w->dr = dr;
 	w->index = index;
 	w->s = run->smtp;
+	w->s.transcript = submit_transcript;
+	w->s.transcript_ctx = w;
+	w->dlg = dialogue_new();   /* NULL: no dialogue kept, not an error */
 	w->env = calloc(OUTBOX_BATCH_MAX, sizeof(*w->env));
 	w->cnt = calloc(OUTBOX_BATCH_MAX, sizeof(*w->cnt));
 	w->msg = calloc(OUTBOX_BATCH_MAX, sizeof(*w->msg));
@@ -647,6 +714,8 @@ static void submit_worker_free(struct submit_worker *w)
 	free(w->cnt);
 	free(w->msg);
 	free(w->res);
+	dialogue_free(w->dlg);
+	w->dlg = NULL;
 }
 
 static void submit_worker_deliverer(struct submit_worker *w,
@@ -656,6 +725,7 @@ static void submit_worker_deliverer(struct submit_worker *w,
 	d->done = submit_done;
 	d->ctx = w;
 	d->batch = w->run->h ? w->run->h->batch : 0;
+	d->cancel = w->run->cancel;
 }
 
 static void *submit_worker_main(void *arg)
@@ -666,37 +736,33 @@ static void *submit_worker_main(void *arg)
 	submit_worker_deliverer(w, &d);
 	dm_err_clear(&w->err);
 	w->st = outbox_drain_work(w->dr, w->index, &d, &w->err);
-	submit_session_close(w);
+	if (!w->run->h || !w->run->h->more || cancel_fired(w->run->cancel))
+		submit_session_close(w);   /* else kept for the next drain */
 	return NULL;
 }
 
-enum dm_status submit_run_drain(struct submit_run *run, struct outbox_drain *dr,
-                                unsigned sessions, struct dm_err *err)
+/* One drain of the queue with up to `nw` of the run's workers (the first
+ * ones: their sessions may still be open from the drain before). */
+static enum dm_status submit_drain_once(struct submit_worker *w, unsigned nw,
+                                        struct outbox_drain *dr,
+                                        struct dm_err *err)
 {
-	size_t n = outbox_drain_size(dr);
-	unsigned nw = sessions == 0 ? 1 : sessions;
 	enum dm_status st = DM_OK;
+	size_t n = outbox_drain_size(dr);
+	pthread_t t[SUBMIT_WORKERS_MAX];
+	bool started[SUBMIT_WORKERS_MAX] = { false };
 
 	if (n == 0)
 		return DM_OK;
 	if (nw > n)
 		nw = (unsigned)n;
-	struct submit_worker *w = calloc(nw, sizeof(*w));
-	pthread_t *t = calloc(nw, sizeof(*t));
-	bool *started = calloc(nw, sizeof(*started));
-	if (!w || !t || !started) {
-		free(w);
-		free(t);
-		free(started);
-		return dm_err_set(err, DM_ENOMEM, "out of memory");
-	}
-	for (unsigned k = 0; k < nw && st == DM_OK; k++)
-		st = submit_worker_init(&w[k], run, dr, k, err);
+	for (unsigned k = 0; k < nw; k++)
+		w[k].dr = dr;
 	/* Worker 0 runs here; the others in threads.  One whose thread
 	 * cannot start runs here afterwards (its share is not lost). */
-	for (unsigned k = 1; k < nw && st == DM_OK; k++)
+	for (unsigned k = 1; k < nw; k++)
 		started[k] = pthread_create(&t[k], NULL, submit_worker_main, &w[k]) == 0;
-	for (unsigned k = 0; k < nw && st == DM_OK; k++)
+	for (unsigned k = 0; k < nw; k++)
 		if (k == 0 || !started[k])
 			submit_worker_main(&w[k]);
 	for (unsigned k = 1; k < nw; k++)
@@ -708,11 +774,51 @@ enum dm_status submit_run_drain(struct submit_run *run, struct outbox_drain *dr,
 			if (err)
 				*err = w[k].err;
 		}
-		submit_worker_free(&w[k]);
+		w[k].dr = NULL;
 	}
+	return st;
+}
+
+static bool submit_run_failed(struct submit_run *run)
+{
+	pthread_mutex_lock(&run->mu);
+	bool failed = run->failed;
+	pthread_mutex_unlock(&run->mu);
+	return failed;
+}
+
+enum dm_status submit_run_drain(struct submit_run *run, struct outbox *ob,
+                                unsigned flags, unsigned sessions,
+                                struct outbox_stats *stats, struct dm_err *err)
+{
+	const struct submit_hooks *h = run->h;
+	unsigned nw = sessions == 0 ? 1 : sessions;
+	enum dm_status st = DM_OK;
+
+	if (nw > SUBMIT_WORKERS_MAX)
+		nw = SUBMIT_WORKERS_MAX;
+	struct submit_worker *w = calloc(nw, sizeof(*w));
+	if (!w)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	for (unsigned k = 0; k < nw && st == DM_OK; k++)
+		st = submit_worker_init(&w[k], run, NULL, k, err);
+	/* Drains of the queue, one after the other, while the caller's `more`
+	 * says so (a daemon: new messages arrived): the sessions stay open
+	 * across them, so a burst goes over the same connections. */
+	while (st == DM_OK && !cancel_fired(run->cancel)) {
+		struct outbox_drain *dr = NULL;
+		if ((st = outbox_drain_open(ob, flags, nw, &dr, err)) != DM_OK)
+			break;
+		st = submit_drain_once(w, nw, dr, err);
+		outbox_drain_close(dr, stats);
+		if (st != DM_OK || !h || !h->more || (flags & OUTBOX_DRAIN_ALL) ||
+		    cancel_fired(run->cancel) || submit_run_failed(run) ||
+		    !h->more(h->more_ctx))
+			break;
+	}
+	for (unsigned k = 0; k < nw; k++)
+		submit_worker_free(&w[k]);   /* QUIT for a session still open */
 	free(w);
-	free(t);
-	free(started);
 	return st;
 }
 
@@ -734,7 +840,8 @@ enum dm_status submit_run_one(struct submit_run *run, struct outbox *ob,
 
 enum dm_status submit_run_new(const struct submit_hooks *h,
                               const struct smtp_settings *smtp,
-                              struct submit_run **out, struct dm_err *err)
+                              struct outbox *ob, struct submit_run **out,
+                              struct dm_err *err)
 {
 	struct submit_run *run = calloc(1, sizeof(*run));
 
@@ -742,9 +849,13 @@ enum dm_status submit_run_new(const struct submit_hooks *h,
 	if (!run)
 		return dm_err_set(err, DM_ENOMEM, "out of memory");
 	run->h = h;
+	run->ob = ob;
+	run->cancel = h ? h->cancel : NULL;
 	run->smtp = *smtp;
-	run->smtp.transcript = h && h->transcript ? submit_transcript : NULL;
-	run->smtp.transcript_ctx = run;
+	run->smtp.cancel = run->cancel;
+	/* Each worker records its own session's lines (submit_transcript). */
+	run->smtp.transcript = NULL;
+	run->smtp.transcript_ctx = NULL;
 	/* A one-round-trip AUTH (PLAIN, XOAUTH2) rides with the first MAIL
 	 * when the server pipelines (RFC 4954 section 4): one flight less.  A
 	 * refusal then arrives as DM_EAUTH in the send results and is still a

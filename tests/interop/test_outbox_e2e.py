@@ -8,8 +8,8 @@ set with IPCONFIG --password-stdin.  Checks:
     exactly once and the outbox is empty;
   * a 5xx at RCPT: SENDMAIL exits 69, OUTBOX -f lists it with the reason,
     OUTBOX -r refuses it (65), OUTBOX -d removes it; -d of a queued message;
-  * OUTBOX -f PREFIX shows a failed message with the 550 and its dialogue
-    (or "no dialogue kept": SENDMAIL stores none yet, devmaild does);
+  * OUTBOX -f PREFIX shows a failed message with the 550 and the last
+    lines of its dialogue (every delivery path keeps them);
     ambiguous and unknown prefixes are refused (65) with the spool
     unchanged; -d PREFIX; OUTBOX -R PREFIX re-queues it with TRIES 0 and
     OUTBOX -r PREFIX then delivers it once;
@@ -206,8 +206,8 @@ def test_failed_by_prefix(top, srv, port, root):
     pa = a[:len(common) + 1]
     pb = b[:len(common) + 1]
 
-    # -f by prefix: envelope, attempts, reason; the dialogue or, when the
-    # SENDMAIL path does not store one (today only devmaild does), the note.
+    # -f by prefix: envelope, attempts, reason, and the dialogue that the
+    # SENDMAIL delivery kept (mail/dialogue.c), ending in the 550.
     r = dm(root, "OUTBOX", "-f", pa)
     out = r.stdout.decode(errors="replace")
     check("OUTBOX -f PREFIX: 0, the whole id, recipient, attempts 1, reason "
@@ -216,10 +216,12 @@ def test_failed_by_prefix(top, srv, port, root):
           and "to:        nobody@unit.test\n" in out
           and "attempts:  1\n" in out and "reason:    " in out
           and "550" in out and "No such user" in out, text(r))
-    check("OUTBOX -f PREFIX: dialogue lines or 'no dialogue kept'",
-          "dialogue:  no dialogue kept\n" in out
-          or ("dialogue (last lines" in out and "550" in
-              out.split("dialogue (last lines", 1)[1]), out)
+    check("OUTBOX -f PREFIX: the dialogue's last lines, with the RCPT and "
+          "its 550",
+          "no dialogue kept" not in out and "dialogue (last lines" in out
+          and "RCPT TO:<nobody@unit.test>" in
+              out.split("dialogue (last lines", 1)[1]
+          and "550" in out.split("dialogue (last lines", 1)[1], out)
     r = dm(root, "OUTBOX", "-f")
     check("OUTBOX -f alone still lists both", r.returncode == 0
           and a.encode() in r.stdout and b.encode() in r.stdout

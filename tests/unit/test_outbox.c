@@ -784,7 +784,7 @@ static void test_batch_delivery(void **state)
 	struct bctx b = { 0 };
 	snprintf(b.temp_id, sizeof(b.temp_id), "%s", ids[2]);
 	snprintf(b.skip_id, sizeof(b.skip_id), "%s", ids[4]);
-	struct outbox_deliverer d = { batch_fn, batch_done, &b, 2 };
+	struct outbox_deliverer d = { batch_fn, batch_done, &b, 2, NULL };
 	assert_int_equal(outbox_deliver_due(ob, &d, &stats, NULL), DM_OK);
 	assert_int_equal(b.calls, 3);
 	assert_int_equal(b.sizes[0], 2);
@@ -916,7 +916,7 @@ static void test_partial_delivery(void **state)
 	struct outbox *ob = open_fake(root, &cc);
 	enqueue_text(ob, MSG1, 3, id);
 	struct bctx b = { 0 };
-	struct outbox_deliverer d = { partial_fn, batch_done, &b, 0 };
+	struct outbox_deliverer d = { partial_fn, batch_done, &b, 0, NULL };
 	struct outbox_stats stats = { 0 };
 	assert_int_equal(outbox_deliver_one(ob, id, &d, &stats, NULL), DM_OK);
 	assert_int_equal(stats.deferred, 1);
@@ -990,7 +990,7 @@ static void test_requeue(void **state)
 	 * attempt counted in between. */
 	struct requeue_ctx r = { 0 };
 	snprintf(r.first, sizeof(r.first), "%s", ids[0]);
-	struct outbox_deliverer d = { requeue_fn, NULL, &r, 0 };
+	struct outbox_deliverer d = { requeue_fn, NULL, &r, 0, NULL };
 	struct outbox_stats stats = { 0 };
 	assert_int_equal(outbox_deliver_due(ob, &d, &stats, NULL), DM_OK);
 	assert_int_equal(r.calls, 2);
@@ -1126,7 +1126,7 @@ static void drain_fn(void *ctx, const struct outbox_batch *bt)
 static void *drain_thread(void *arg)
 {
 	struct drain_worker *w = arg;
-	struct outbox_deliverer d = { drain_fn, NULL, w, 4 };
+	struct outbox_deliverer d = { drain_fn, NULL, w, 4, NULL };
 	w->st = outbox_drain_work(w->dr, w->index, &d, NULL);
 	return NULL;
 }
@@ -1439,7 +1439,7 @@ static void test_two_deliverers(void **state)
 			if (outbox_open(root, NULL, &o, NULL) != DM_OK)
 				_exit(4);
 			/* One per-message deliverer, one batch deliverer. */
-			struct outbox_deliverer d = { append_batch, NULL, &a, 7 };
+			struct outbox_deliverer d = { append_batch, NULL, &a, 7, NULL };
 			enum dm_status st = k == 0
 				? outbox_deliver(o, NULL, append_deliver, &a, &s, NULL)
 				: outbox_deliver_due(o, &d, &s, NULL);

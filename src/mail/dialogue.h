@@ -1,30 +1,30 @@
 /*
  * dialogue.h - which lines of an SMTP session belong to which failed
- * message, so that the last lines of "its dialogue" can be kept with a
+ * message, so that the last lines of "its dialogue" are kept with a
  * failed message (outbox_dialogue_save) and shown by OUTBOX -f ID.
  *
- * The worker hands every transcript line of a delivery run (one or more
- * sessions, each with a batch of messages) to dialogue_line().  The engine
+ * The delivery path (mail/submit_send.c) keeps one recorder per session
+ * worker, so parallel sessions never mix their lines, and hands every
+ * transcript line of its session to dialogue_line().  The engine
  * (mail/smtp.c) notes each message it gives up on as
  *   "message N not sent: <diagnosis>"
  * and a session failure as "error: <diagnosis>".  At such a note the
- * recorder takes a snapshot of the last DIALOGUE_SNAP_LINES lines.  The
- * reports of the run arrive afterwards, in the order the messages were
- * sent; for a report that says "failed" with diagnosis D,
- * dialogue_for_failure() hands out the first unused message snapshot
- * noted with D, else the last session snapshot (a message that expired
- * while the server could not be reached), else the last lines of the run.
+ * recorder takes a snapshot of the last DIALOGUE_SNAP_LINES lines.  When
+ * the outbox has applied a batch, for each message that went to
+ * spool/failed with diagnosis D, dialogue_for_failure() hands out the
+ * first unused message snapshot noted with D, else the last session
+ * snapshot (a message that expired while the server could not be
+ * reached), else the last lines recorded; the worker then forgets the
+ * batch (dialogue_reset()).
  *
- * This is attribution by the engine's own notes, not by message id (the
- * transcript does not carry ids): with PIPELINING the lines of the next
- * message can appear before a note.  The delivery path (mail/submit.c),
- * which knows each message's lines exactly, may store them itself later;
- * see docs/internals/daemon.md.
+ * Attribution by the engine's own notes, in the order the messages were
+ * sent: with PIPELINING the lines of the next message can appear before a
+ * note, which is why a snapshot holds the lines up to the note.
  *
- * One recorder per worker thread; not thread-safe.
+ * One recorder per session worker; not thread-safe.
  */
-#ifndef DEVMAIL_DAEMON_DIALOGUE_H
-#define DEVMAIL_DAEMON_DIALOGUE_H
+#ifndef DEVMAIL_MAIL_DIALOGUE_H
+#define DEVMAIL_MAIL_DIALOGUE_H
 
 #include <stddef.h>
 #include "mail/smtp.h"
@@ -35,11 +35,11 @@
 
 struct dialogue;
 
-/* NULL when out of memory (the worker then stores no dialogue). */
+/* NULL when out of memory (then no dialogue is stored). */
 struct dialogue *dialogue_new(void);
 void dialogue_free(struct dialogue *d);
 
-/* Forgets everything: call before each delivery run. */
+/* Forgets everything (lines and snapshots). */
 void dialogue_reset(struct dialogue *d);
 
 /* One transcript line (smtp_transcript_fn's arguments); kept with a

@@ -1,6 +1,6 @@
-/* dialogue.c - attribute a run's SMTP transcript to failed messages (see
- * dialogue.h). */
-#include "daemon/dialogue.h"
+/* dialogue.c - attribute a session's SMTP transcript to failed messages
+ * (see dialogue.h). */
+#include "mail/dialogue.h"
 
 #include <stdbool.h>
 #include <stdio.h>
