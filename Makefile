@@ -8,7 +8,7 @@ BUILD_CLANG ?= build-clang
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all setup build build-asan build-release check test test-asan demo bench install clean
+.PHONY: all setup build build-asan build-release check test test-asan demo bench bench-daemon install clean
 
 all: build
 
@@ -50,6 +50,11 @@ demo: setup build
 
 bench: setup build
 	bash bench/run $(BUILD)
+
+# devmaild vs msmtp vs curl --next, 1,000 messages to the private Postfix + Dovecot
+# of bench/mta.sh, and devmaild idle (~7 min; DM_BENCH_TARGET=npm: the npm peer).
+bench-daemon: setup build
+	bash bench/daemon.sh $(BUILD)
 
 # Programs, man pages, the mail library (+ devmail.pc) and the systemd unit under
 # $(DESTDIR)$(PREFIX); the unit and the .pc name $(PREFIX) (dist/install.cmake.in).

@@ -12,19 +12,30 @@
 #                           started: start to the last "sent" (Outbox/Sessions 1 and 2)
 #        msmtp              `msmtp` once per message, N times in a row
 #        curl --next        `curl` with --next, B (100) messages per process
-#      every client verifies the test CA and authenticates over STARTTLS; the server's
-#      capture count is checked after each run.
-#   2. devmaild idle: RSS and wake-ups (context switches of all its threads, from
-#      /proc/PID/task/*/status) over IDLE (60) s with an empty queue, 5 s after start.
+#      every client verifies the test CA and authenticates over STARTTLS.  "Accepted"
+#      is counted on the server's side: with Postfix, the `status=sent` lines of its
+#      log (maillog_file; the discard transport logs one per message right after the
+#      queue manager takes the accepted message, so the count trails the 250 by a few
+#      ms, alike for every client); with the npm peer, the captured files.  Each run
+#      ends when the server has accepted N more messages (bounded: DM_BENCH_WAIT_S,
+#      600 s) and is checked to have accepted exactly N.
+#   2. devmaild idle: RSS and wake-ups (voluntary context switches of all its threads,
+#      from /proc/PID/task/*/status; involuntary ones shown apart) over IDLE (60) s with
+#      an empty queue, from 5 s after start (so the clock watch's first look, 60 s after
+#      start while the clock is not synchronised, falls inside).
 #
-# Peer: the npm smtp-server of tests/node (STARTTLS, AUTH, greeting pause removed),
-# which exists today.  A Postfix + Dovecot harness is being added to bench/ separately;
-# to run this against it (or any loopback MTA), set DM_BENCH_TARGET=host:port,
-# DM_BENCH_USER, DM_BENCH_PASSWORD_FILE and DM_BENCH_CA (its CA file): the npm peer
-# is then not started and the capture check is skipped.
+# Peer (DM_BENCH_TARGET):
+#   postfix    (default) the private Postfix 3.7 + Dovecot SASL of bench/mta.sh on
+#              127.0.0.1 (STARTTLS required, AUTH only inside TLS, everything
+#              discarded); needs root, postfix, dovecot-core (scripts/setup)
+#   npm        the npm smtp-server of tests/node (STARTTLS, AUTH, greeting pause
+#              removed, capture to disk): the peer of the first measurements
+#   host:port  any MTA, with DM_BENCH_USER, DM_BENCH_PASSWORD_FILE and DM_BENCH_CA (its
+#              CA file); nothing counts what it accepts, so devmaild runs end at the
+#              daemon's own "sent" lines and msmtp/curl runs when the clients exit
 #
 # Knobs: DM_BENCH_DAEMON_N (1000), DM_BENCH_CURL_BATCH (100), DM_BENCH_IDLE_S (60),
-#        DM_BENCH_SKIP_MSMTP=1 (msmtp takes ~0.1 s per message).
+#        DM_BENCH_SKIP_MSMTP=1 (msmtp takes 0.1-0.2 s per message), DM_BENCH_WAIT_S (600).
 # Every process started is stopped by PID; exits 1 only when the harness cannot run.
 set -uo pipefail
 
@@ -34,6 +45,8 @@ case "$BUILD" in /*) ;; *) BUILD="$SRC/$BUILD" ;; esac
 N=${DM_BENCH_DAEMON_N:-1000}
 BATCH=${DM_BENCH_CURL_BATCH:-100}
 IDLE=${DM_BENCH_IDLE_S:-60}
+WAIT_S=${DM_BENCH_WAIT_S:-600}
+TARGET=${DM_BENCH_TARGET:-postfix}
 DEVMAIL="$BUILD/devmail"
 SENDMAIL="$BUILD/devmail-sendmail"
 DEVMAILD="$BUILD/devmaild"
@@ -48,6 +61,7 @@ pids=()
 DPID=""
 cleanup() {
 	local p i
+	declare -F mta_stop >/dev/null && mta_stop
 	for p in "$DPID" "${pids[@]}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; done
 	for p in "$DPID" "${pids[@]}"; do
 		[ -n "$p" ] || continue
@@ -62,16 +76,26 @@ trap 'exit 130' INT TERM
 
 FROM=sender@example.com
 TO=rcpt@example.com
-CAP="$work/cap"
-if [ -n "${DM_BENCH_TARGET:-}" ]; then
-	HOST=${DM_BENCH_TARGET%:*}
-	PORT=${DM_BENCH_TARGET##*:}
-	USER_NAME=${DM_BENCH_USER:?DM_BENCH_USER}
-	PASSWORD=$(cat "${DM_BENCH_PASSWORD_FILE:?DM_BENCH_PASSWORD_FILE}")
-	CA=${DM_BENCH_CA:?DM_BENCH_CA}
-	PEER="$DM_BENCH_TARGET (external)"
-	CAP=""
-else
+CAP=""
+PFLOG=""
+case "$TARGET" in
+postfix)
+	[ "$(id -u)" = 0 ] || die "the Postfix peer needs root (or DM_BENCH_TARGET=npm)"
+	. "$SRC/bench/mta.sh"
+	bash "$SRC/tests/lib/pki.sh" "$work/pki" >/dev/null || die "PKI generation failed"
+	CA="$work/pki/ca.pem"
+	mta_start "$work/pki/server.pem" "$work/pki/server.key" >"$work/mta.out" ||
+		die "the private Postfix + Dovecot did not start (bench/mta.sh)"
+	HOST=127.0.0.1
+	PORT=$MTA_PORT_STARTTLS
+	USER_NAME=$MTA_USER
+	PASSWORD=$MTA_PASSWORD
+	FROM=sender@$MTA_DOMAIN
+	TO=rcpt@$MTA_DOMAIN
+	PFLOG="$MTA_DIR/postfix.log"
+	PEER="Postfix $(postconf -c "$MTA_DIR/etc" -h mail_version 2>/dev/null) + Dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1) SASL (bench/mta.sh) on $HOST:$PORT (STARTTLS required, AUTH, discard transport; accepted = status=sent in its log)"
+	;;
+npm)
 	command -v node >/dev/null || die "node not found (run scripts/setup)"
 	[ -f "$SRC/tests/node/node_modules/smtp-server/package.json" ] || die "npm smtp-server missing (run scripts/setup)"
 	bash "$SRC/tests/lib/pki.sh" "$work/pki" >/dev/null || die "PKI generation failed"
@@ -79,6 +103,7 @@ else
 	HOST=127.0.0.1
 	USER_NAME=bench
 	PASSWORD=bench-$$-pw
+	CAP="$work/cap"
 	mkdir -p "$CAP"
 	node "$SRC/tests/node/smtp_server.js" --tls starttls --cert "$work/pki/server.pem" \
 		--key "$work/pki/server.key" --user "$USER_NAME:$PASSWORD" --size 1073741824 \
@@ -91,8 +116,18 @@ else
 		sleep 0.05
 	done
 	[ -n "$PORT" ] || { cat "$work/srv.err" >&2; die "smtp-server did not start"; }
-	PEER="npm smtp-server $(node -p "require('$SRC/tests/node/node_modules/smtp-server/package.json').version") on $HOST:$PORT (STARTTLS, AUTH, capture to disk)"
-fi
+	PEER="npm smtp-server $(node -p "require('$SRC/tests/node/node_modules/smtp-server/package.json').version") on $HOST:$PORT (STARTTLS, AUTH, capture to disk; accepted = captured files)"
+	;;
+*:*)
+	HOST=${TARGET%:*}
+	PORT=${TARGET##*:}
+	USER_NAME=${DM_BENCH_USER:?DM_BENCH_USER}
+	PASSWORD=$(cat "${DM_BENCH_PASSWORD_FILE:?DM_BENCH_PASSWORD_FILE}")
+	CA=${DM_BENCH_CA:?DM_BENCH_CA}
+	PEER="$TARGET (external; nothing counts what it accepts)"
+	;;
+*) die "DM_BENCH_TARGET is postfix, npm or host:port" ;;
+esac
 printf 'machine %s login %s password %s\n' "$HOST" "$USER_NAME" "$PASSWORD" >"$work/netrc"
 cat >"$work/msmtprc" <<EOF
 defaults
@@ -119,9 +154,44 @@ chmod 600 "$work/netrc" "$work/msmtprc"
 } >"$work/m1k.eml"
 head -c 1024 "$work/m1k.eml" >"$work/m1k.tmp"; printf '\r\n' >>"$work/m1k.tmp"; mv "$work/m1k.tmp" "$work/m1k.eml"
 
+ld() { cut -d' ' -f1-3 /proc/loadavg; }
 now_ms() { local t=$EPOCHREALTIME; echo $(( ${t%.*} * 1000 + 10#${t#*.} / 1000 )); }
-captured() { if [ -n "$CAP" ]; then find "$CAP" -maxdepth 1 -name '*.eml' | wc -l; else echo 0; fi; }
+# accepted: how many messages the server has accepted so far; "" when it cannot tell.
+accepted() {
+	local n
+	if [ -n "$PFLOG" ]; then
+		n=$(grep -ac ' status=sent ' "$PFLOG" 2>/dev/null); echo "${n:-0}"
+	elif [ -n "$CAP" ]; then
+		find "$CAP" -maxdepth 1 -name '*.eml' | wc -l
+	fi
+}
 sent_lines() { local n; n=$(grep -ac ', sent ' "$1/log/system.log" 2>/dev/null); echo "${n:-0}"; }
+# wait_accepted BEFORE [ROOT]: until the server accepted N more messages than BEFORE
+# (or, when it cannot tell, until the daemon on ROOT logged N "sent" lines); at most
+# WAIT_S seconds.  Polls every 10 ms.
+wait_accepted() {
+	local before=$1 root=${2:-} end=$((SECONDS + WAIT_S)) a
+	while ((SECONDS < end)); do
+		if [ -n "$before" ]; then
+			a=$(accepted)
+			(( a - before >= N )) && return 0
+		elif [ -n "$root" ]; then
+			[ "$(sent_lines "$root")" -ge "$N" ] && return 0
+		else
+			return 0
+		fi
+		sleep 0.01
+	done
+	echo "  WARNING: not all $N accepted within $WAIT_S s" >&2
+	return 1
+}
+# check_accepted BEFORE WHAT: after a short settle, the server accepted exactly N.
+check_accepted() {
+	[ -n "$1" ] || return 0
+	sleep 0.3
+	local got=$(( $(accepted) - $1 ))
+	[ "$got" -eq "$N" ] || echo "  WARNING: $2: the server accepted $got messages, not $N"
+}
 
 # make_root NAME SESSIONS: a data root with the account (password through stdin).
 make_root() {
@@ -150,21 +220,6 @@ stop_daemon() {
 	wait "$DPID" 2>/dev/null
 	DPID=""
 }
-# wait_sent ROOT COUNT: until the daemon logged COUNT "sent" lines (600 s at most).
-wait_sent() {
-	local i
-	for i in $(seq 1 60000); do
-		[ "$(sent_lines "$1")" -ge "$2" ] && return 0
-		sleep 0.01
-	done
-	return 1
-}
-check_captured() { # BEFORE WHAT
-	[ -z "$CAP" ] && return 0
-	local got=$(( $(captured) - $1 ))
-	[ "$got" -eq "$N" ] || echo "  WARNING: $2: the server captured $got messages, not $N"
-}
-
 echo "devmaild benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPU, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "peer: $PEER"
 echo "clients: $DEVMAILD, $(msmtp --version | head -n 1), $(curl --version | head -n 1 | cut -d' ' -f1-2)"
@@ -172,57 +227,58 @@ echo "N=$N messages of 1 KiB; curl --next batches of $BATCH"
 echo
 
 # ---- 1a. devmaild live -----------------------------------------------------------------
-echo "[1/5] devmaild live: $N x devmail-sendmail while the daemon runs (Outbox/Sessions 2)"
+echo "[1/5] devmaild live: $N x devmail-sendmail while the daemon runs (Outbox/Sessions 2) (load $(ld))"
 root=$(make_root live 2)
 start_daemon "$root"
-c0=$(captured)
+c0=$(accepted)
 t0=$(now_ms)
 for ((i = 0; i < N; i++)); do
 	"$SENDMAIL" --root "$root" "$TO" <"$work/m1k.eml" || die "devmail-sendmail failed"
 done
 tq=$(now_ms)
-wait_sent "$root" "$N" || echo "  WARNING: not all sent"
+wait_accepted "$c0" "$root"
 t1=$(now_ms)
 live_ms=$((t1 - t0))
 live_q_ms=$((tq - t0))
-check_captured "$c0" "devmaild live"
+check_accepted "$c0" "devmaild live"
 live_rss=$(awk '/VmRSS/ {print $2}' "/proc/$DPID/status" 2>/dev/null)
 stop_daemon
 
 # ---- 1b. devmaild drain ------------------------------------------------------------------
 declare -A drain_ms
 for s in 1 2; do
-	echo "[$((1 + s))/5] devmaild drain: $N queued beforehand, Outbox/Sessions $s"
+	echo "[$((1 + s))/5] devmaild drain: $N queued beforehand, Outbox/Sessions $s (load $(ld))"
 	root=$(make_root "drain$s" "$s")
 	for ((i = 0; i < N; i++)); do
 		"$SENDMAIL" --root "$root" -odq "$TO" <"$work/m1k.eml" || die "devmail-sendmail -odq failed"
 	done
-	c0=$(captured)
+	c0=$(accepted)
 	t0=$(now_ms)
 	start_daemon "$root"
-	wait_sent "$root" "$N" || echo "  WARNING: not all sent"
+	wait_accepted "$c0" "$root"
 	t1=$(now_ms)
 	drain_ms[$s]=$((t1 - t0))
-	check_captured "$c0" "devmaild drain $s"
+	check_accepted "$c0" "devmaild drain $s"
 	stop_daemon
 done
 
 # ---- 1c. msmtp once per message -----------------------------------------------------------
 msmtp_ms=n/a
 if [ "${DM_BENCH_SKIP_MSMTP:-0}" != 1 ]; then
-	echo "[4/5] msmtp: $N processes in a row"
-	c0=$(captured)
+	echo "[4/5] msmtp: $N processes in a row (load $(ld))"
+	c0=$(accepted)
 	t0=$(now_ms)
 	for ((i = 0; i < N; i++)); do
 		msmtp -C "$work/msmtprc" -a st "$TO" <"$work/m1k.eml" || die "msmtp failed"
 	done
+	wait_accepted "$c0"
 	t1=$(now_ms)
 	msmtp_ms=$((t1 - t0))
-	check_captured "$c0" "msmtp"
+	check_accepted "$c0" "msmtp"
 fi
 
 # ---- 1d. curl --next batches -----------------------------------------------------------------
-echo "[5/5] curl: $((N / BATCH)) processes of $BATCH messages (--next)"
+echo "[5/5] curl: $((N / BATCH)) processes of $BATCH messages (--next) (load $(ld))"
 curl_batch() {
 	local args=() i
 	for ((i = 1; i <= $1; i++)); do
@@ -232,31 +288,36 @@ curl_batch() {
 	done
 	curl -sS "${args[@]}" >/dev/null
 }
-c0=$(captured)
+c0=$(accepted)
 t0=$(now_ms)
 for ((b = 0; b < N / BATCH; b++)); do curl_batch "$BATCH" || die "curl failed"; done
+wait_accepted "$c0"
 t1=$(now_ms)
 curl_ms=$((t1 - t0))
-check_captured "$c0" "curl"
+check_accepted "$c0" "curl"
 
 # ---- 2. idle -----------------------------------------------------------------------------------
-echo "idle: devmaild with an empty queue, $IDLE s, measured from 5 s after start"
+echo "idle: devmaild with an empty queue, $IDLE s, measured from 5 s after start (load $(ld))"
 root="$work/idle"
 start_daemon "$root"
 sleep 5
-ctx() { cat /proc/"$DPID"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
+# A wake-up is a voluntary context switch (asleep in poll, woken, asleep again);
+# involuntary ones are preemptions while it runs, which a loaded machine adds.
+ctx() { cat /proc/"$DPID"/task/*/status 2>/dev/null | awk -v k="$1" '$1 == k ":" {s += $2} END {print s + 0}'; }
 threads0=$(awk '/Threads/ {print $2}' "/proc/$DPID/status")
-w0=$(ctx)
+w0=$(ctx voluntary_ctxt_switches); n0=$(ctx nonvoluntary_ctxt_switches)
 sleep "$IDLE"
-w1=$(ctx)
+w1=$(ctx voluntary_ctxt_switches); n1=$(ctx nonvoluntary_ctxt_switches)
 idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$DPID/status")
 idle_wakeups=$((w1 - w0))
+idle_preempt=$((n1 - n0))
 clock_state=$(grep -ao 'ready (.*)' "$root/log/system.log" | head -1)
 stop_daemon
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || a + 0 == 0) print "n/a"; else printf "%.2f", b / a }'; }
 per() { awk -v t="$1" -v n="$N" 'BEGIN { if (t == "n/a") print "n/a"; else printf "%.2f", t / n }'; }
 d2=${drain_ms[2]}
+echo "end (load $(ld))"
 echo
 echo "| $N messages of 1 KiB, handed over -> last accepted | total ms | ms/message | / devmaild live | / devmaild drain (Sessions 2) |"
 echo "| --- | ---: | ---: | ---: | ---: |"
@@ -269,8 +330,11 @@ echo "| curl --next, $BATCH per process | $curl_ms | $(per $curl_ms) | $(ratio $
 echo
 echo "devmaild RSS after the live run: ${live_rss:-?} KiB"
 echo "devmaild idle: RSS $idle_rss KiB ($(awk -v k="$idle_rss" 'BEGIN {printf "%.1f", k / 1024}') MiB; goal <= 8 MiB),"
-echo "  $threads0 threads, $idle_wakeups wake-ups (context switches) in $IDLE s; $clock_state"
+echo "  $threads0 threads, $idle_wakeups wake-ups (voluntary context switches; $idle_preempt involuntary) in $IDLE s; $clock_state"
 echo "  (the clock watch looks once 60 s after start while the clock is not synchronised;"
 echo "   see src/daemon/clockwatch.h)"
-[ -n "$CAP" ] && echo "server captured $(captured) messages in all"
+[ -n "$CAP" ] && echo "server captured $(accepted) messages in all"
+if [ -n "$PFLOG" ]; then
+	echo "Postfix: $(accepted) status=sent lines in all, $(grep -ac 'status=deferred\|status=bounced' "$PFLOG") deferred/bounced, $(mta_queue_count) left in its queue"
+fi
 exit 0
