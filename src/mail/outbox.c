@@ -796,9 +796,13 @@ static enum dm_status ob_lock(const char *dir, const char *id, int *fd,
 }
 
 /* Removes dir/<id> (the caller holds its lock): rename into tmp/<id>.del
- * (the commit point), fsync dir, then delete the files. */
+ * (the commit point), fsync dir, then delete the files.  Without `durable`
+ * neither directory is fsynced: for a message just delivered, where a
+ * power cut that undoes the removal can only make it go out again (see
+ * "Duplicates" in docs/outbox.md), never lose it. */
 static enum dm_status ob_remove(struct outbox *ob, const char *dir,
-                                const char *id, struct dm_err *err)
+                                const char *id, bool durable,
+                                struct dm_err *err)
 {
 	char from[DM_PATH_MAX], to[DM_PATH_MAX];
 	enum dm_status st;
@@ -816,12 +820,13 @@ static enum dm_status ob_remove(struct outbox *ob, const char *dir,
 		goto out;
 	}
 	ob_step(ob, "remove-rename", id);
-	if ((st = paths_fsync_dir(dir, err)) != DM_OK)
+	if (durable && (st = paths_fsync_dir(dir, err)) != DM_OK)
 		goto out;
 	ob_step(ob, "remove-commit", id);
 	if ((st = ob_rmtree(to, err)) != DM_OK)
 		goto out;
-	st = paths_fsync_dir(ob->tmp, err);
+	if (durable)
+		st = paths_fsync_dir(ob->tmp, err);
 	ob_step(ob, "remove-clean", id);
 out:
 	flock(ob->lock_fd, LOCK_UN);
@@ -1030,7 +1035,9 @@ static enum dm_status ob_apply(struct outbox *ob, struct ob_slot *s,
 		log_write(ob->root, ob->opt.log_max_size, NULL, "sent %s%s%s", s->id,
 		          detail[0] ? " " : "", detail);
 	} else if (o->status == DM_OK) {
-		st = ob_remove(ob, ob->queue, s->id, err);
+		/* Delivered: the removal need not reach the disk before we go
+		 * on (a lost removal means a duplicate, not a loss). */
+		st = ob_remove(ob, ob->queue, s->id, false, err);
 		if (st != DM_OK)
 			return st;
 		stats->sent++;
@@ -1496,7 +1503,9 @@ enum dm_status outbox_delete(struct outbox *ob, const char *id,
 			    "outbox: message %s is being delivered by another process", id);
 		if (st != DM_OK)
 			return st;
-		st = ob_remove(ob, dir, id, err);
+		/* An operator's delete stays durable: a deleted message coming
+		 * back after a power cut would be sent against their will. */
+		st = ob_remove(ob, dir, id, true, err);
 		close(fd);
 		if (st == DM_OK)
 			log_write(ob->root, ob->opt.log_max_size, NULL,
