@@ -677,6 +677,17 @@ static enum dm_status transport_tls_setup(struct transport *t,
 	return DM_OK;
 }
 
+void transport_tls_prepare(struct transport *t)
+{
+	if (transport_tls_setup(t, NULL) != DM_OK)
+		transport_tls_free(t);   /* the handshake sets up and reports */
+}
+
+void transport_tls_discard(struct transport *t)
+{
+	transport_tls_free(t);
+}
+
 /* Version and cipher into tls_info. */
 static void transport_tls_note_params(struct transport *t)
 {
@@ -700,7 +711,8 @@ enum dm_status transport_tls_handshake(struct transport *t, struct dm_err *err)
 		                  "fingerprint (64 hex digits, colons allowed)",
 		                  t->fingerprint);
 	memset(&t->info, 0, sizeof(t->info));
-	enum dm_status st = transport_tls_setup(t, err);
+	/* A client's session may be set up already (transport_prepare_tls). */
+	enum dm_status st = t->tls != NULL ? DM_OK : transport_tls_setup(t, err);
 	if (st != DM_OK) {
 		transport_tls_free(t);
 		return st;
