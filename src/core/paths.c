@@ -54,27 +54,47 @@ enum dm_status paths_join(const char *root, const char *rel, char *out,
 	return DM_OK;
 }
 
+/* mkdir -p, cheapest when the directory exists (the usual case: every
+ * command of a unit after its first): one stat().  Otherwise the deepest
+ * missing ancestor is found by backing off from the leaf on ENOENT, and the
+ * path is created from there down, so an existing prefix is never walked. */
 enum dm_status paths_mkdirs(const char *dir, unsigned mode, struct dm_err *err)
 {
 	char buf[DM_PATH_MAX];
 	size_t len = strlen(dir);
+	struct stat st;
 
 	if (len == 0 || len >= sizeof(buf))
 		return dm_err_set(err, DM_EINVAL, "bad directory path '%s'", dir);
-	memcpy(buf, dir, len + 1);
-	for (char *p = buf + 1; ; p++) {
-		if (*p == '/' || *p == '\0') {
-			char c = *p;
-			*p = '\0';
-			if (mkdir(buf, mode) != 0 && errno != EEXIST)
-				return dm_err_set(err, DM_EIO, "cannot create %s: %s",
-				                  buf, strerror(errno));
-			*p = c;
-			if (c == '\0')
-				break;
-		}
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			return dm_err_set(err, DM_EIO, "%s is not a directory", dir);
+		return DM_OK;
 	}
-	struct stat st;
+	if (errno != ENOENT)
+		return dm_err_set(err, DM_EIO, "cannot create %s: %s", dir,
+		                  strerror(errno));
+	memcpy(buf, dir, len + 1);
+	/* Back off: cut at the last '/' until a mkdir works or finds its
+	 * directory there (each cut leaves a '\0' where a '/' was). */
+	for (;;) {
+		if (mkdir(buf, mode) == 0 || errno == EEXIST)
+			break;
+		char *slash = errno == ENOENT ? strrchr(buf, '/') : NULL;
+		while (slash && slash > buf && slash[-1] == '/')
+			slash--;          /* "a//b": cut before the whole run */
+		if (!slash || slash == buf)
+			return dm_err_set(err, DM_EIO, "cannot create %s: %s", buf,
+			                  strerror(errno));
+		*slash = '\0';
+	}
+	/* Forward: put each cut '/' back and create that level. */
+	for (size_t n = strlen(buf); n < len; n = strlen(buf)) {
+		buf[n] = '/';
+		if (mkdir(buf, mode) != 0 && errno != EEXIST)
+			return dm_err_set(err, DM_EIO, "cannot create %s: %s", buf,
+			                  strerror(errno));
+	}
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		return dm_err_set(err, DM_EIO, "%s is not a directory", dir);
 	return DM_OK;
@@ -82,18 +102,10 @@ enum dm_status paths_mkdirs(const char *dir, unsigned mode, struct dm_err *err)
 
 enum dm_status paths_ensure(const char *root, struct dm_err *err)
 {
-	static const char *const subdirs[] = { "", "spool", "log", "tls" };
-	char path[DM_PATH_MAX];
-
-	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
-		enum dm_status st = paths_join(root, subdirs[i], path, sizeof(path), err);
-		if (st)
-			return st;
-		st = paths_mkdirs(path, 0700, err);
-		if (st)
-			return st;
-	}
-	return DM_OK;
+	/* Only the root: spool/, log/ and tls/ are made by their owners
+	 * (outbox_open, the log's first line, server_cert) when they find
+	 * them missing, so a command that never touches them pays nothing. */
+	return paths_mkdirs(root, 0700, err);
 }
 
 enum dm_status paths_fsync_dir(const char *dir, struct dm_err *err)

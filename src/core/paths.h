@@ -18,14 +18,17 @@
 enum dm_status paths_root(const char *cli_root, char *out, size_t cap,
                           struct dm_err *err);
 
-/* Creates the root and its subdirectories (mode 0700) when missing. */
+/* Creates the root (mode 0700) when missing.  Its subdirectories are
+ * created by their owners when first needed (outbox_open: spool/; the
+ * log: log/; server_cert: tls/). */
 enum dm_status paths_ensure(const char *root, struct dm_err *err);
 
 /* Joins root and a relative name ("log/system.log") into out[cap]. */
 enum dm_status paths_join(const char *root, const char *rel, char *out,
                           size_t cap, struct dm_err *err);
 
-/* mkdir -p with the given mode; existing directories are fine. */
+/* mkdir -p with the given mode; existing directories are fine (one stat()
+ * when the whole path exists). */
 enum dm_status paths_mkdirs(const char *dir, unsigned mode, struct dm_err *err);
 
 /* Durable file write: temp file in the same directory, write, fsync,

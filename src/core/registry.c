@@ -10,11 +10,17 @@
  * Concurrency: busy timeout 5 s; every write transaction is BEGIN IMMEDIATE
  * (takes the write lock first, so no reader-to-writer upgrade can deadlock)
  * and bumps meta 'changes', which other processes poll.
+ * Opening is read-only when the file is already set up (the usual case: a
+ * one-shot SENDMAIL or REG only reads): the tables are created in a write
+ * transaction only when they are missing, and the statements that write are
+ * prepared on their first use, so a reader never waits behind a writer to
+ * open and never parses SQL it will not run.
  */
 #include "core/registry.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,13 +40,23 @@
 
 struct registry {
 	sqlite3 *db;
-	sqlite3_stmt *get;          /* name -> name, value */
+	sqlite3_stmt *get;          /* name -> name, value (prepared at open) */
+	/* Prepared on first use (reg_stmt()): */
 	sqlite3_stmt *put_known;    /* replace, row takes the schema's case */
 	sqlite3_stmt *put_unknown;  /* upsert, row keeps its first-written case */
 	sqlite3_stmt *del;
 	sqlite3_stmt *bump;
 	sqlite3_stmt *counter;
+	int reading;                /* registry_read_begin() depth */
 };
+
+#define REG_SQL_GET "SELECT name, value FROM keys WHERE name = ?1"
+#define REG_SQL_PUT_KNOWN "INSERT OR REPLACE INTO keys(name, value) VALUES(?1, ?2)"
+#define REG_SQL_PUT_UNKNOWN "INSERT INTO keys(name, value) VALUES(?1, ?2) " \
+	"ON CONFLICT(name) DO UPDATE SET value = excluded.value"
+#define REG_SQL_DEL "DELETE FROM keys WHERE name = ?1"
+#define REG_SQL_BUMP "UPDATE meta SET v = v + 1 WHERE k = 'changes'"
+#define REG_SQL_COUNTER "SELECT v FROM meta WHERE k = 'changes'"
 
 /* One validated write: canonical name and stored value (NULL: delete). */
 struct reg_item {
@@ -77,8 +93,8 @@ static const char reg_schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS keys(name TEXT COLLATE NOCASE PRIMARY KEY,"
 	" value TEXT NOT NULL) WITHOUT ROWID;";
 
-/* Creates the file 0600 before SQLite does (its -wal/-shm copy the mode). */
-/* Creates the file (mode 0600) when it does not exist.  An existing file
+/* Creates the file (mode 0600, before SQLite does: its -wal/-shm copy the
+ * mode) when it does not exist.  An existing file
  * is never opened here: SQLite's locks are POSIX record locks, and closing
  * ANY descriptor of the file drops every lock this process holds on it -
  * including those of another connection in the same process (the daemon
@@ -90,6 +106,8 @@ static enum dm_status reg_create_file(const char *path, struct dm_err *err)
 	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == EEXIST)
 		return DM_OK;
+	if (fd < 0 && errno == ENOENT)
+		return DM_ENOTFOUND;   /* no directory: the caller makes it */
 	if (fd < 0)
 		return dm_err_set(err, DM_EIO, "registry: cannot create %s: %s",
 		                  path, strerror(errno));
@@ -137,6 +155,28 @@ static enum dm_status reg_check_format(struct registry *reg, struct dm_err *err)
 	return DM_OK;
 }
 
+/* True when both tables are there and the format is this build's: nothing
+ * to create, and no write transaction needed to find it out.  Anything
+ * else (a new file, a missing table, an error) is left to
+ * reg_init_tables(), which creates what is missing or reports the error. */
+static bool reg_tables_ready(struct registry *reg)
+{
+	sqlite3_stmt *st;
+	bool ready = false;
+
+	if (sqlite3_prepare_v2(reg->db, "SELECT (SELECT v FROM meta WHERE "
+	                       "k='format'), EXISTS(SELECT 1 FROM sqlite_schema "
+	                       "WHERE type='table' AND name='keys')", -1, &st,
+	                       NULL) != SQLITE_OK)
+		return false;   /* no meta table yet (or an error) */
+	if (sqlite3_step(st) == SQLITE_ROW)
+		ready = sqlite3_column_type(st, 0) == SQLITE_INTEGER &&
+		        sqlite3_column_int64(st, 0) == REG_FORMAT &&
+		        sqlite3_column_int(st, 1) == 1;
+	sqlite3_finalize(st);
+	return ready;
+}
+
 static enum dm_status reg_init_tables(struct registry *reg, struct dm_err *err)
 {
 	enum dm_status st = reg_exec(reg, "BEGIN IMMEDIATE", err);
@@ -159,25 +199,23 @@ static enum dm_status reg_prepare(struct registry *reg, const char *sql,
 	return DM_OK;
 }
 
-static enum dm_status reg_prepare_all(struct registry *reg, struct dm_err *err)
+/* *slot, prepared from sql on its first use. */
+static enum dm_status reg_stmt(struct registry *reg, sqlite3_stmt **slot,
+                               const char *sql, struct dm_err *err)
 {
-	enum dm_status st;
+	return *slot ? DM_OK : reg_prepare(reg, sql, slot, err);
+}
 
-	if ((st = reg_prepare(reg, "SELECT name, value FROM keys WHERE name = ?1",
-	                      &reg->get, err)) ||
-	    (st = reg_prepare(reg, "INSERT OR REPLACE INTO keys(name, value) "
-	                      "VALUES(?1, ?2)", &reg->put_known, err)) ||
-	    (st = reg_prepare(reg, "INSERT INTO keys(name, value) VALUES(?1, ?2) "
-	                      "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-	                      &reg->put_unknown, err)) ||
-	    (st = reg_prepare(reg, "DELETE FROM keys WHERE name = ?1", &reg->del,
-	                      err)) ||
-	    (st = reg_prepare(reg, "UPDATE meta SET v = v + 1 WHERE k = 'changes'",
-	                      &reg->bump, err)) ||
-	    (st = reg_prepare(reg, "SELECT v FROM meta WHERE k = 'changes'",
-	                      &reg->counter, err)))
-		return st;
-	return DM_OK;
+/* Process-wide SQLite settings, before its first use: no bulk page-cache
+ * allocation per connection (SQLite's default takes 20 pages, ~87 KiB,
+ * and touches each of them; the registry reads 3 or 4 pages). */
+static pthread_once_t reg_config_once = PTHREAD_ONCE_INIT;
+
+static void reg_config(void)
+{
+	/* SQLITE_MISUSE when SQLite was already initialised by someone
+	 * else: then its defaults stay, which is fine. */
+	(void)sqlite3_config(SQLITE_CONFIG_PAGECACHE, (void *)NULL, 0, 0);
 }
 
 static enum dm_status reg_open_db(struct registry *reg, const char *path,
@@ -185,15 +223,17 @@ static enum dm_status reg_open_db(struct registry *reg, const char *path,
 {
 	enum dm_status st;
 
+	(void)pthread_once(&reg_config_once, reg_config);
 	if (sqlite3_open_v2(path, &reg->db, SQLITE_OPEN_READWRITE |
 	                    SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
 		return reg_sqlerr(reg, path, err);
 	sqlite3_busy_timeout(reg->db, REG_BUSY_MS);
 	if ((st = reg_set_wal(reg, err)) ||
-	    (st = reg_exec(reg, "PRAGMA synchronous=FULL", err)) ||
-	    (st = reg_init_tables(reg, err)))
+	    (st = reg_exec(reg, "PRAGMA synchronous=FULL", err)))
 		return st;
-	return reg_prepare_all(reg, err);
+	if (!reg_tables_ready(reg) && (st = reg_init_tables(reg, err)))
+		return st;
+	return reg_prepare(reg, REG_SQL_GET, &reg->get, err);
 }
 
 enum dm_status registry_open(const char *root, struct registry **out,
@@ -204,10 +244,16 @@ enum dm_status registry_open(const char *root, struct registry **out,
 	enum dm_status st;
 
 	*out = NULL;
-	if ((st = paths_ensure(root, err)) ||
-	    (st = paths_join(root, "registry.db", path, sizeof(path), err)) ||
-	    (st = reg_create_file(path, err)))
+	if ((st = paths_join(root, "registry.db", path, sizeof(path), err)))
 		return st;
+	/* The root is made only when the file cannot be created for want of
+	 * it: an existing root costs no mkdir or stat. */
+	if ((st = reg_create_file(path, err)) == DM_ENOTFOUND &&
+	    (st = paths_ensure(root, err)) == DM_OK)
+		st = reg_create_file(path, err);
+	if (st)
+		return st == DM_ENOTFOUND ? dm_err_set(err, DM_EIO,
+		    "registry: cannot create %s: %s", path, strerror(ENOENT)) : st;
 	reg = calloc(1, sizeof(*reg));
 	if (!reg)
 		return dm_err_set(err, DM_ENOMEM, "registry: out of memory");
@@ -372,11 +418,29 @@ enum dm_status registry_get_bool(struct registry *reg, const char *key,
 	return DM_OK;
 }
 
+enum dm_status registry_read_begin(struct registry *reg, struct dm_err *err)
+{
+	if (reg->reading > 0) {
+		reg->reading++;
+		return DM_OK;
+	}
+	enum dm_status st = reg_exec(reg, "BEGIN", err);
+	if (st == DM_OK)
+		reg->reading = 1;
+	return st;
+}
+
+void registry_read_end(struct registry *reg)
+{
+	if (reg && reg->reading > 0 && --reg->reading == 0)
+		sqlite3_exec(reg->db, "COMMIT", NULL, NULL, NULL);
+}
+
 uint64_t registry_change_counter(struct registry *reg)
 {
 	uint64_t v = 0;
 
-	if (!reg)
+	if (!reg || reg_stmt(reg, &reg->counter, REG_SQL_COUNTER, NULL) != DM_OK)
 		return 0;
 	if (sqlite3_step(reg->counter) == SQLITE_ROW)
 		v = (uint64_t)sqlite3_column_int64(reg->counter, 0);
@@ -480,9 +544,15 @@ static enum dm_status reg_write_item(struct registry *reg,
                                      const struct reg_item *it,
                                      struct dm_err *err)
 {
-	sqlite3_stmt *s = !it->value ? reg->del
-	    : it->known ? reg->put_known : reg->put_unknown;
+	sqlite3_stmt **slot = !it->value ? &reg->del
+	    : it->known ? &reg->put_known : &reg->put_unknown;
+	const char *sql = !it->value ? REG_SQL_DEL
+	    : it->known ? REG_SQL_PUT_KNOWN : REG_SQL_PUT_UNKNOWN;
+	enum dm_status st = reg_stmt(reg, slot, sql, err);
 
+	if (st)
+		return st;
+	sqlite3_stmt *s = *slot;
 	sqlite3_bind_text(s, 1, it->name, -1, SQLITE_STATIC);
 	if (it->value)
 		sqlite3_bind_text(s, 2, it->value, -1, SQLITE_STATIC);
@@ -504,6 +574,8 @@ static enum dm_status reg_apply(struct registry *reg,
 		if (!st && fn)
 			fn(i + 1, items->n, ctx);
 	}
+	if (!st)
+		st = reg_stmt(reg, &reg->bump, REG_SQL_BUMP, err);
 	if (!st)
 		st = reg_step_done(reg, reg->bump, err);
 	if (!st)
@@ -619,14 +691,14 @@ enum dm_status registry_list(struct registry *reg, const char *section,
                              struct dm_err *err)
 {
 	int stop = 0;
-	enum dm_status st = reg_exec(reg, "BEGIN", err);  /* one snapshot */
+	enum dm_status st = registry_read_begin(reg, err);  /* one snapshot */
 
 	if (st)
 		return st;
 	st = reg_walk_schema(reg, section, all, fn, ctx, &stop, err);
 	if (!st && !stop)
 		st = reg_walk_unknown(reg, section, fn, ctx, &stop, err);
-	sqlite3_exec(reg->db, "COMMIT", NULL, NULL, NULL);
+	registry_read_end(reg);
 	if (st)
 		return st;
 	return (enum dm_status)stop;

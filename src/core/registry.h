@@ -47,6 +47,15 @@ enum dm_status registry_canon(struct registry *reg, const char *key,
                               char *out, size_t cap, bool *known,
                               struct dm_err *err);
 
+/* A read snapshot: every registry_get() (and friends) until the matching
+ * registry_read_end() sees the same committed state, and the file's read
+ * lock is taken once instead of once per key (a caller reading a dozen
+ * keys, like account_load(), pays one lock instead of twelve).  Nests;
+ * writing inside a snapshot fails.  Keep it short: a snapshot held open
+ * keeps a writer's changes from being checkpointed.  Errors: DM_EIO. */
+enum dm_status registry_read_begin(struct registry *reg, struct dm_err *err);
+void registry_read_end(struct registry *reg);
+
 /* Typed conveniences over registry_get() (defaults applied).
  * Errors: DM_ENOTFOUND (unset and no default), DM_EINVAL (stored value is
  * not an integer / boolean), plus those of registry_get(). */

@@ -215,17 +215,14 @@ static enum dm_status account_unseal(struct registry *reg, const char *root,
 	return DM_OK;
 }
 
-enum dm_status account_load(struct registry *reg, const char *root,
-                            struct account *a, struct dm_err *err)
+/* account_load() inside its read snapshot. */
+static enum dm_status account_load_keys(struct registry *reg, const char *root,
+                                        struct account *a, struct dm_err *err)
 {
 	char buf[REG_VALUE_MAX];
 	bool is_set = false, b;
 	long v;
 	enum dm_status st;
-
-	memset(a, 0, sizeof(*a));
-	if (!reg || !root)
-		return dm_err_set(err, DM_EINVAL, "account_load: missing argument");
 
 	if ((st = account_get(reg, ACCOUNT_KEY_MAILHOST, a->host, sizeof(a->host),
 	                      &is_set, err)))
@@ -294,6 +291,23 @@ enum dm_status account_load(struct registry *reg, const char *root,
 	a->smtp.oauth_token = a->oauth_token;
 	a->smtp.mechanism = a->mechanism[0] ? a->mechanism : NULL;
 	return DM_OK;
+}
+
+enum dm_status account_load(struct registry *reg, const char *root,
+                            struct account *a, struct dm_err *err)
+{
+	enum dm_status st;
+
+	memset(a, 0, sizeof(*a));
+	if (!reg || !root)
+		return dm_err_set(err, DM_EINVAL, "account_load: missing argument");
+	/* One snapshot for the ~20 keys: the account is read as one unit,
+	 * and the registry's read lock is taken once. */
+	if ((st = registry_read_begin(reg, err)))
+		return st;
+	st = account_load_keys(reg, root, a, err);
+	registry_read_end(reg);
+	return st;
 }
 
 void account_clear(struct account *a)

@@ -1621,6 +1621,10 @@ enum dm_status smtp_client_open_transport(const struct smtp_settings *s,
 	c->parser.on_line = smtp_on_raw_line;
 	c->parser.on_line_ctx = c;
 	c->info.tls = *transport_tls_info(t);
+	/* The TLS session is made while the server takes its time over the
+	 * greeting, EHLO and STARTTLS replies (net/transport.h). */
+	if (c->starttls)
+		transport_prepare_tls(t);
 	if (s->smtps) {
 		/* RFC 8314 3.3: TLS from the first byte; STARTTLS is not used. */
 		struct dm_err e;

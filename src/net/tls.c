@@ -87,6 +87,21 @@ struct transport_tls_creds {
 	gnutls_datum_t ticket_key;   /* session ticket master key (secret) */
 };
 
+/* The priority, parsed once per process and shared by every session
+ * (gnutls_priority_set_direct() parsed the string again for each; the
+ * daemon's sessions and a server's connections each paid for it). */
+static pthread_once_t transport_tls_prio_once = PTHREAD_ONCE_INIT;
+static gnutls_priority_t transport_tls_prio;
+static int transport_tls_prio_rc;
+static const char *transport_tls_prio_where;
+
+static void transport_tls_prio_load(void)
+{
+	transport_tls_prio_rc = gnutls_priority_init(&transport_tls_prio,
+	                                             TRANSPORT_TLS_PRIORITY,
+	                                             &transport_tls_prio_where);
+}
+
 /* The system store, loaded on first need and kept for the process. */
 static pthread_once_t transport_tls_system_once = PTHREAD_ONCE_INIT;
 static gnutls_x509_trust_list_t transport_tls_system_list;
@@ -619,12 +634,15 @@ static enum dm_status transport_tls_setup(struct transport *t,
 	if (rc < 0)
 		return dm_err_set(err, DM_ECRYPTO, "TLS: init: %s",
 		                  gnutls_strerror(rc));
-	const char *where = NULL;
-	rc = gnutls_priority_set_direct(tls->session, TRANSPORT_TLS_PRIORITY,
-	                                &where);
+	(void)pthread_once(&transport_tls_prio_once, transport_tls_prio_load);
+	rc = transport_tls_prio_rc;
+	if (rc >= 0)
+		rc = gnutls_priority_set(tls->session, transport_tls_prio);
 	if (rc < 0)
 		return dm_err_set(err, DM_ECRYPTO, "TLS: priority '%s': %s",
-		                  where != NULL ? where : "", gnutls_strerror(rc));
+		                  transport_tls_prio_where != NULL
+		                  ? transport_tls_prio_where : "",
+		                  gnutls_strerror(rc));
 	rc = gnutls_credentials_set(tls->session, GNUTLS_CRD_CERTIFICATE,
 	                            server ? creds->cred : tls->cred);
 	if (rc < 0)
@@ -659,6 +677,17 @@ static enum dm_status transport_tls_setup(struct transport *t,
 	return DM_OK;
 }
 
+void transport_tls_prepare(struct transport *t)
+{
+	if (transport_tls_setup(t, NULL) != DM_OK)
+		transport_tls_free(t);   /* the handshake sets up and reports */
+}
+
+void transport_tls_discard(struct transport *t)
+{
+	transport_tls_free(t);
+}
+
 /* Version and cipher into tls_info. */
 static void transport_tls_note_params(struct transport *t)
 {
@@ -682,7 +711,8 @@ enum dm_status transport_tls_handshake(struct transport *t, struct dm_err *err)
 		                  "fingerprint (64 hex digits, colons allowed)",
 		                  t->fingerprint);
 	memset(&t->info, 0, sizeof(t->info));
-	enum dm_status st = transport_tls_setup(t, err);
+	/* A client's session may be set up already (transport_prepare_tls). */
+	enum dm_status st = t->tls != NULL ? DM_OK : transport_tls_setup(t, err);
 	if (st != DM_OK) {
 		transport_tls_free(t);
 		return st;

@@ -267,6 +267,8 @@ static void transport_free(struct transport *t)
 	if (t == NULL)
 		return;
 	explicit_bzero(t->obuf, t->olen);   /* never sent: may hold a secret */
+	if (t->tls != NULL)
+		transport_tls_discard(t);   /* prepared, never started */
 	server_cert_free(t->cert);          /* drops the handle's reference */
 	free(t->cafile);
 	free(t->fingerprint);
@@ -443,6 +445,13 @@ enum dm_status transport_connect(const struct transport_settings *s,
 	t->fd = fd;
 	*out = t;
 	return DM_OK;
+}
+
+void transport_prepare_tls(struct transport *t)
+{
+	if (t != NULL && t->role == TRANSPORT_CLIENT &&
+	    t->ops == &transport_plain_ops && t->tls == NULL)
+		transport_tls_prepare(t);
 }
 
 enum dm_status transport_start_tls(struct transport *t, struct dm_err *err)

@@ -112,6 +112,18 @@ enum dm_status transport_from_fd(int fd, const struct transport_settings *s,
  * certificate). */
 enum dm_status transport_start_tls(struct transport *t, struct dm_err *err);
 
+/* Client role: does now, ahead of transport_start_tls(), the part of the
+ * TLS handshake that does not need the peer: the cafile's anchors read, the
+ * session made and set up.  A STARTTLS client calls it right after
+ * connecting, before it reads the greeting, so that this work (~1 ms cold,
+ * mostly first use of the TLS library's code) overlaps the server's three
+ * replies (greeting, EHLO, STARTTLS) instead of following them.  Best
+ * effort, nothing to report: what fails here is done again by
+ * transport_start_tls(), which reports it as it always did; a prepared
+ * session that is never started is freed by transport_close().  No-op on
+ * a server handle and once TLS is active or prepared. */
+void transport_prepare_tls(struct transport *t);
+
 /* Reads up to cap bytes, waiting at most the timeout.  Returns the count
  * (> 0) in *got; *got == 0 means the peer closed.  The timeout bounds this
  * one call: a peer sending a byte now and then keeps each call short, so a

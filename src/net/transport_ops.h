@@ -97,6 +97,13 @@ void transport_peer_name(const struct transport *t, char *out, size_t cap);
  * installed on the handle.  Errors: see transport_start_tls(). */
 enum dm_status transport_tls_handshake(struct transport *t, struct dm_err *err);
 
+/* The handshake's setup done early on a client handle (net/tls.c): t->tls
+ * holds a session ready for transport_tls_handshake(), or stays NULL when
+ * anything failed.  transport_tls_discard() frees a session that never
+ * became active (the handle is closed still in clear). */
+void transport_tls_prepare(struct transport *t);
+void transport_tls_discard(struct transport *t);
+
 /* Channel binding data from the TLS layer (net/tls.c). */
 enum dm_status transport_tls_channel_binding(struct transport *t,
                                              const char *type,

@@ -246,12 +246,9 @@ enum dm_status shell_registry(struct shell *sh, struct registry **out,
 {
 	enum dm_status st;
 
-	if (!sh->reg) {
-		if ((st = paths_ensure(sh->root, err)))
-			return st;
-		if ((st = registry_open(sh->root, &sh->reg, err)))
-			return st;
-	}
+	/* registry_open() creates the root when it is missing. */
+	if (!sh->reg && (st = registry_open(sh->root, &sh->reg, err)))
+		return st;
 	*out = sh->reg;
 	return DM_OK;
 }

@@ -1,5 +1,7 @@
 /* test_paths.c - core/paths: durable writes (content, mode, no temp file
- * left, planted symbolic links never followed) and the data root's
+ * left, planted symbolic links never followed), mkdir -p (existing path,
+ * missing levels, a file in the way, doubled and trailing slashes), the
+ * root made by paths_ensure() and nothing else, and the data root's
  * precedence (--root, DEVMAIL_ROOT, /var/lib/devmail for root, XDG, HOME). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -137,6 +139,76 @@ static void test_missing_dir_fails_cleanly(void **state)
 	assert_int_equal(count_entries(), 0);
 }
 
+/* ---- paths_mkdirs, paths_ensure ------------------------------------------ */
+
+static void assert_dir(const char *path, unsigned mode)
+{
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, mode);
+}
+
+static void test_mkdirs(void **state)
+{
+	(void)state;
+	char path[600], file[600];
+	struct dm_err e;
+	mode_t old = umask(022);
+
+	/* Three missing levels under an existing one. */
+	join(path, sizeof(path), "a/b/c");
+	dm_err_clear(&e);
+	assert_int_equal(paths_mkdirs(path, 0700, &e), DM_OK);
+	assert_dir(path, 0700);
+	join(path, sizeof(path), "a");
+	assert_dir(path, 0700);
+	/* Existing: fine, and nothing changes. */
+	join(path, sizeof(path), "a/b/c");
+	assert_int_equal(paths_mkdirs(path, 0755, &e), DM_OK);
+	assert_dir(path, 0700);
+	/* Doubled and trailing slashes. */
+	join(path, sizeof(path), "a//d///e/");
+	assert_int_equal(paths_mkdirs(path, 0700, &e), DM_OK);
+	join(path, sizeof(path), "a/d/e");
+	assert_dir(path, 0700);
+	/* A file in the way, at the end or in the middle. */
+	join(file, sizeof(file), "f");
+	assert_int_equal(testroot_write(file, "x"), 0);
+	dm_err_clear(&e);
+	assert_int_equal(paths_mkdirs(file, 0700, &e), DM_EIO);
+	assert_non_null(strstr(e.msg, "not a directory"));
+	join(path, sizeof(path), "f/g/h");
+	dm_err_clear(&e);
+	assert_int_equal(paths_mkdirs(path, 0700, &e), DM_EIO);
+	assert_non_null(strstr(e.msg, "cannot create"));
+	/* Bad arguments. */
+	dm_err_clear(&e);
+	assert_int_equal(paths_mkdirs("", 0700, &e), DM_EINVAL);
+	umask(old);
+}
+
+/* paths_ensure() makes the root only: spool/, log/ and tls/ are their
+ * owners' to make when they first need them. */
+static void test_ensure_makes_only_the_root(void **state)
+{
+	(void)state;
+	char root[600], sub[700];
+	struct dm_err e;
+
+	join(root, sizeof(root), "unit/root");
+	dm_err_clear(&e);
+	assert_int_equal(paths_ensure(root, &e), DM_OK);
+	assert_dir(root, 0700);
+	assert_int_equal(paths_ensure(root, &e), DM_OK);
+	static const char *const subs[] = { "spool", "log", "tls" };
+	for (size_t i = 0; i < 3; i++) {
+		struct stat st;
+		snprintf(sub, sizeof(sub), "%s/%s", root, subs[i]);
+		assert_int_equal(stat(sub, &st), -1);
+	}
+}
+
 /* ---- paths_root ----------------------------------------------------------- */
 
 static void root_env(const char *devmail_root, const char *xdg, const char *home)
@@ -204,6 +276,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_symlink_at_path_replaced, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_missing_dir_fails_cleanly, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_mkdirs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ensure_makes_only_the_root, setup,
 		                                teardown),
 		cmocka_unit_test(test_root_precedence),
 	};

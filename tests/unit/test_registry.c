@@ -1,6 +1,8 @@
 /*
  * test_registry.c - the registry against real SQLite files in temporary
- * roots, with real helper processes (regtool) for the multi-process cases.
+ * roots, with real helper processes (regtool) for the multi-process cases:
+ * opening while another process holds the write lock (an open only reads),
+ * read snapshots, the root and a missing table made on open.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -476,6 +480,113 @@ static void test_kill_mid_import_keeps_old_values(void **state)
 	check_reg(f->reg, "MyApp/Extra", "1", true);
 }
 
+/* ---- opening ------------------------------------------------------------ */
+
+/* An open of a set-up registry only reads: it goes through while another
+ * process holds the write lock (it used to start a write transaction,
+ * which waited the 5 s busy timeout and failed), and a write from the new
+ * handle waits for the lock as every write does. */
+static void test_open_while_other_process_writes(void **state)
+{
+	struct testroot_reg *f = *state;
+	char path[512], line[128];
+	struct registry *second = NULL;
+	struct dm_err e;
+	int out = -1;
+
+	set_ok(f->reg, "Email/Port", "2525");
+	registry_close(f->reg);
+	f->reg = NULL;
+	snprintf(path, sizeof(path), "%s/new.ini", f->root);
+	write_file(path, "[Email]\nPort = 587\nMailHost = new.example.com\n");
+	char *argv[] = { "regtool", f->root, "import", path, NULL };
+	pid_t pid = regtool_spawn(argv, &out, "DEVMAIL_TEST_IMPORT_PAUSE_US=30000000");
+	read_line(out, line, sizeof(line));
+	assert_string_equal(line, "applying 1/2");   /* it holds the write lock */
+
+	dm_err_clear(&e);
+	if (registry_open(f->root, &second, &e) != DM_OK)
+		fail_msg("open while another process writes: %s", e.msg);
+	check_reg(second, "Email/Port", "2525", true);   /* the last commit */
+	registry_close(second);
+
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(wait_exit(pid), 128 + SIGKILL);
+	close(out);
+	assert_int_equal(registry_open(f->root, &f->reg, NULL), DM_OK);
+	set_ok(f->reg, "Email/Port", "465");   /* statements made on first use */
+	assert_int_equal(registry_delete(f->reg, "Email/Port", NULL), DM_OK);
+	set_ok(f->reg, "MyApp/Mode", "x");
+	check_reg(f->reg, "Email/Port", "25", false);
+	check_reg(f->reg, "MyApp/Mode", "x", true);
+}
+
+/* A snapshot sees one committed state until it ends, nests, and a listing
+ * inside one works. */
+static void test_read_snapshot(void **state)
+{
+	struct testroot_reg *f = *state;
+	struct dump d;
+
+	set_ok(f->reg, "Email/Port", "2525");
+	assert_int_equal(registry_read_begin(f->reg, NULL), DM_OK);
+	check_reg(f->reg, "Email/Port", "2525", true);
+	char *argv[] = { "regtool", f->root, "set", "Email/Port", "587", NULL };
+	assert_int_equal(wait_exit(regtool_spawn(argv, NULL, NULL)), 0);
+	check_reg(f->reg, "Email/Port", "2525", true);   /* still the snapshot */
+	assert_int_equal(registry_read_begin(f->reg, NULL), DM_OK);   /* nests */
+	dump_all(f->reg, &d);
+	assert_non_null(strstr(d.buf, "Email/Port=2525\n"));
+	registry_read_end(f->reg);
+	check_reg(f->reg, "Email/Port", "2525", true);   /* outer one holds */
+	registry_read_end(f->reg);
+	check_reg(f->reg, "Email/Port", "587", true);
+	registry_read_end(f->reg);                        /* unbalanced: no-op */
+	set_ok(f->reg, "Email/Port", "465");
+	check_reg(f->reg, "Email/Port", "465", true);
+}
+
+/* The root is made when missing (several levels), mode 0700. */
+static void test_open_makes_root(void **state)
+{
+	struct testroot_reg *f = *state;
+	char root[512];
+	struct registry *reg = NULL;
+	struct stat st;
+
+	snprintf(root, sizeof(root), "%s/a/b/unit", f->root);
+	assert_int_equal(registry_open(root, &reg, NULL), DM_OK);
+	assert_int_equal(stat(root, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0700);
+	set_ok(reg, "Email/Port", "587");
+	registry_close(reg);
+	assert_int_equal(registry_open(root, &reg, NULL), DM_OK);
+	check_reg(reg, "Email/Port", "587", true);
+	registry_close(reg);
+}
+
+/* A file with the meta table but without keys (not written by us, but it
+ * must not make every read fail): the open creates what is missing. */
+static void test_open_creates_missing_table(void **state)
+{
+	struct testroot_reg *f = *state;
+	char path[512];
+	sqlite3 *db;
+
+	registry_close(f->reg);
+	f->reg = NULL;
+	snprintf(path, sizeof(path), "%s/registry.db", f->root);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE keys", NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(registry_open(f->root, &f->reg, NULL), DM_OK);
+	check_reg(f->reg, "Email/Port", "25", false);
+	set_ok(f->reg, "Email/Port", "587");
+	check_reg(f->reg, "Email/Port", "587", true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -490,6 +601,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_counter_sees_other_process, fx_setup, testroot_reg_teardown),
 		cmocka_unit_test_setup_teardown(test_two_writers_lose_nothing, fx_setup, testroot_reg_teardown),
 		cmocka_unit_test_setup_teardown(test_kill_mid_import_keeps_old_values, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_open_while_other_process_writes, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_read_snapshot, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_open_makes_root, fx_setup, testroot_reg_teardown),
+		cmocka_unit_test_setup_teardown(test_open_creates_missing_table, fx_setup, testroot_reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

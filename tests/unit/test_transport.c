@@ -1,7 +1,8 @@
 /* test_transport.c - the transport against a real loopback server
  * (tests/lib/tls_server): plain TCP over 127.0.0.1 and ::1, connect and
  * read errors, implicit TLS and STARTTLS with verification, pins, response
- * injection, write coalescing, protocol floor, channel binding. */
+ * injection, write coalescing, protocol floor, channel binding, the TLS
+ * session prepared ahead of STARTTLS (used, never used, failed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -753,9 +754,10 @@ static int starttls_fn(struct tls_server_conn *c, void *arg)
 	return tls_server_wait_close(c);
 }
 
-static void test_starttls_upgrade(void **state)
+/* STARTTLS as smtp.c does it; `prepare`: the session made right after
+ * connect (transport_prepare_tls), before the greeting is read. */
+static void starttls_upgrade(bool prepare)
 {
-	(void)state;
 	struct tls_server *srv = server_start(AF_INET, "server.pem", "server.key",
 	                                      false, NULL, starttls_fn, NULL);
 	struct transport_settings s = settings("localhost", tls_server_port(srv));
@@ -763,6 +765,14 @@ static void test_starttls_upgrade(void **state)
 	struct dm_err err;
 	dm_err_clear(&err);
 	assert_int_equal(transport_connect(&s, &t, &err), DM_OK);
+	if (prepare) {
+		transport_prepare_tls(t);
+		assert_non_null(t->tls);
+		void *made = t->tls;
+		transport_prepare_tls(t);            /* a second call: no-op */
+		assert_ptr_equal(t->tls, made);
+		assert_false(transport_tls_info(t)->active);
+	}
 	char buf[32];
 	read_exact(t, buf, 8);
 	assert_memory_equal(buf, "220 hi\r\n", 8);
@@ -781,8 +791,71 @@ static void test_starttls_upgrade(void **state)
 	read_exact(t, buf, 8);
 	assert_memory_equal(buf, "250 ok\r\n", 8);
 	assert_int_equal(transport_start_tls(t, &err), DM_EPROTO);  /* twice */
+	transport_prepare_tls(t);                 /* TLS active: no-op */
 	transport_close(t);
 	assert_int_equal(tls_server_stop(srv), 0);
+	tls_server_free(srv);
+}
+
+static void test_starttls_upgrade(void **state)
+{
+	(void)state;
+	starttls_upgrade(false);
+}
+
+static void test_starttls_prepared(void **state)
+{
+	(void)state;
+	starttls_upgrade(true);
+}
+
+/* A prepared session that is never started (the server offered no
+ * STARTTLS) is freed with the handle: ASan's leak check sees to it. */
+static void test_prepared_never_started(void **state)
+{
+	(void)state;
+	struct tls_server *srv = server_start(AF_INET, NULL, NULL, false, NULL,
+	                                      NULL, NULL);
+	struct transport_settings s = settings("localhost", tls_server_port(srv));
+	struct transport *t = NULL;
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(transport_connect(&s, &t, &err), DM_OK);
+	transport_prepare_tls(t);
+	assert_non_null(t->tls);
+	round_trip(t, "EHLO in clear\r\n");   /* still the plain table */
+	assert_false(transport_tls_info(t)->active);
+	transport_close(t);
+	assert_int_equal(tls_server_stop(srv), 0);
+	tls_server_free(srv);
+}
+
+/* What cannot be prepared is not: the handshake sets up again and reports
+ * the error as it always did. */
+static void test_prepare_bad_cafile(void **state)
+{
+	(void)state;
+	struct tls_server *srv = server_start(AF_INET, "server.pem", "server.key",
+	                                      false, NULL, starttls_fn, NULL);
+	struct transport_settings s = settings("localhost", tls_server_port(srv));
+	s.cafile = "/nonexistent/devmail-ca.pem";
+	struct transport *t = NULL;
+	struct dm_err err;
+	dm_err_clear(&err);
+	assert_int_equal(transport_connect(&s, &t, &err), DM_OK);
+	transport_prepare_tls(t);
+	assert_null(t->tls);
+	char buf[32];
+	read_exact(t, buf, 8);
+	assert_int_equal(transport_write(t, "STARTTLS\r\n", 10, &err), DM_OK);
+	assert_int_equal(transport_flush(t, &err), DM_OK);
+	read_exact(t, buf, 8);
+	assert_memory_equal(buf, "220 go\r\n", 8);
+	assert_int_equal(transport_start_tls(t, &err), DM_ECONFIG);
+	assert_non_null(strstr(err.msg, "Email/CAFile: cannot load "
+	                                "'/nonexistent/devmail-ca.pem'"));
+	transport_close(t);
+	tls_server_stop(srv);
 	tls_server_free(srv);
 }
 
@@ -1065,6 +1138,9 @@ int main(void)
 		cmocka_unit_test(test_tls_pin_malformed),
 		cmocka_unit_test(test_tls11_server_refused),
 		cmocka_unit_test(test_starttls_upgrade),
+		cmocka_unit_test(test_starttls_prepared),
+		cmocka_unit_test(test_prepared_never_started),
+		cmocka_unit_test(test_prepare_bad_cafile),
 		cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_coalesce_plain),
 		cmocka_unit_test(test_coalesce_tls),
